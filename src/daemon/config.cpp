@@ -1,0 +1,84 @@
+// Command-line and config-file parsing for snapstored (CLI11).
+#include "daemon/config.h"
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "daemon/size_parse.h"
+
+namespace snapstore {
+
+namespace {
+
+template <typename T>
+T value_or_throw(Result<T> r, const std::string& option) {
+  if (!r) throw CLI::ValidationError(option, r.status().message());
+  return std::move(r).value();
+}
+
+}  // namespace
+
+std::filesystem::path default_nbd_socket(const std::filesystem::path& pool) {
+  return pool.string() + ".nbd.sock";
+}
+
+std::filesystem::path default_control_socket(const std::filesystem::path& pool) {
+  return pool.string() + ".ctl.sock";
+}
+
+std::optional<DaemonConfig> parse_daemon_config(int argc, const char* const* argv,
+                                                int& exit_code) {
+  DaemonConfig c;
+  CLI::App app{"snapstored: serves a snapstore pool's volumes as NBD exports", "snapstored"};
+  app.set_version_flag("--version", "snapstored 0.1.0");
+  app.set_config("--config", "", "read options from this file (TOML or INI: key = value)");
+  std::string pool_size, listen = "127.0.0.1:10809";
+  app.add_option("--pool", c.pool, "pool file; created sparse if missing")->required();
+  app.add_option("--pool-size", pool_size, "size of a new pool, e.g. 16G (default 16G)");
+  app.add_option("--backend", c.backend, "storage backend")
+      ->check(CLI::IsMember({"raw"}))
+      ->capture_default_str();
+  app.add_option("--nbd-socket", c.nbd_socket, "NBD Unix socket (default: <pool>.nbd.sock)");
+  auto* listen_opt = app.add_option("--listen", listen, "NBD TCP address HOST:PORT")
+                         ->capture_default_str();
+  bool no_tcp_flag = false;
+  auto* no_tcp = app.add_flag("--no-tcp", no_tcp_flag, "do not listen on TCP");
+  listen_opt->excludes(no_tcp);
+  app.add_option("--control-socket", c.control_socket,
+                 "control socket (default: <pool>.ctl.sock)");
+  app.add_option("--socket-group", c.socket_group,
+                 "group that may use the sockets (mode 0660); default: owner only (0600)");
+  app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error, critical, off")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
+      ->capture_default_str();
+  app.add_option("--threads", c.worker_threads, "worker threads for volume I/O")
+      ->check(CLI::Range(1u, 256u))
+      ->capture_default_str();
+  app.add_option("--handshake-timeout", c.handshake_timeout_seconds,
+                 "seconds a client may take to negotiate")
+      ->check(CLI::Range(1u, 3600u))
+      ->capture_default_str();
+  app.add_option("--max-connections", c.max_connections, "simultaneous NBD clients")
+      ->check(CLI::Range(1u, 65536u))
+      ->capture_default_str();
+  app.add_flag("--read-only", c.read_only, "serve every export read-only");
+
+  try {
+    app.parse(argc, argv);
+    if (!pool_size.empty()) c.pool_size = value_or_throw(parse_size(pool_size), "--pool-size");
+    c.tcp = !no_tcp_flag;
+    if (c.tcp) {
+      HostPort hp = value_or_throw(parse_host_port(listen), "--listen");
+      c.listen_host = hp.host;
+      c.listen_port = hp.port;
+    }
+  } catch (const CLI::ParseError& e) {
+    exit_code = app.exit(e) == 0 ? 0 : 2;  // prints help, version or the error
+    return std::nullopt;
+  }
+  if (c.nbd_socket.empty()) c.nbd_socket = default_nbd_socket(c.pool);
+  if (c.control_socket.empty()) c.control_socket = default_control_socket(c.pool);
+  return c;
+}
+
+}  // namespace snapstore

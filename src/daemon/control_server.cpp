@@ -1,0 +1,152 @@
+// Control socket: line-delimited JSON requests. See control_server.h.
+#include "daemon/control_server.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace snapstore {
+
+namespace asio = boost::asio;
+using json = nlohmann::json;
+
+namespace {
+
+std::string error_code_name(errc code) {
+  switch (code) {
+    case errc::not_found: return "not_found";
+    case errc::invalid_argument: return "invalid_argument";
+    case errc::exists: return "exists";
+    case errc::busy: return "busy";
+    case errc::read_only: return "read_only";
+    case errc::no_space: return "no_space";
+    case errc::not_supported: return "not_supported";
+    case errc::corruption: return "corruption";
+    default: return "io_error";
+  }
+}
+
+std::string error_reply(const std::string& code, const std::string& message) {
+  return json{{"version", control_protocol_version},
+              {"ok", false},
+              {"error", {{"code", code}, {"message", message}}}}
+      .dump();
+}
+
+}  // namespace
+
+ControlServer::ControlServer(asio::io_context& io, std::size_t max_request_bytes)
+    : io_(io), max_request_bytes_(max_request_bytes) {}
+
+ControlServer::~ControlServer() {
+  if (!path_.empty()) ::unlink(path_.c_str());
+}
+
+void ControlServer::add_command(std::string name, Handler handler) {
+  commands_[std::move(name)] = std::move(handler);
+}
+
+std::string ControlServer::handle_line(std::string_view line) const {
+  json request = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (request.is_discarded() || !request.is_object())
+    return error_reply("bad_request", "request is not a JSON object");
+  auto version = request.find("version");
+  if (version == request.end() || !version->is_number_integer())
+    return error_reply("bad_request", "request has no integer \"version\"");
+  if (*version != control_protocol_version)
+    return error_reply("unsupported_version",
+                       "this daemon speaks control protocol version " +
+                           std::to_string(control_protocol_version));
+  auto command = request.find("command");
+  if (command == request.end() || !command->is_string())
+    return error_reply("bad_request", "request has no string \"command\"");
+  auto it = commands_.find(command->get<std::string>());
+  if (it == commands_.end())
+    return error_reply("unknown_command", "unknown command '" + command->get<std::string>() + "'");
+  json args = request.value("args", json::object());
+  if (!args.is_object()) return error_reply("bad_request", "\"args\" must be an object");
+  try {
+    Result<json> result = it->second(args);
+    if (!result) return error_reply(error_code_name(result.status().code()), result.status().message());
+    return json{{"version", control_protocol_version}, {"ok", true}, {"result", *result}}.dump();
+  } catch (const json::exception& e) {  // a handler read an argument of the wrong type
+    return error_reply("invalid_argument", e.what());
+  }
+}
+
+Status ControlServer::listen(const std::filesystem::path& path, unsigned mode, int gid) {
+  struct stat sb {};
+  if (::lstat(path.c_str(), &sb) == 0) {
+    if (!S_ISSOCK(sb.st_mode))
+      return invalid_argument(path.string() + " exists and is not a socket; not replacing it");
+    ::unlink(path.c_str());
+  }
+  boost::system::error_code ec;
+  acceptor_ = std::make_unique<asio::local::stream_protocol::acceptor>(io_);
+  asio::local::stream_protocol::endpoint endpoint(path.string());
+  const mode_t old_mask = ::umask(0177);
+  acceptor_->open(endpoint.protocol(), ec);
+  if (!ec) acceptor_->bind(endpoint, ec);
+  ::umask(old_mask);
+  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return io_error("cannot listen on " + path.string() + ": " + ec.message());
+  path_ = path;
+  if (gid >= 0 && ::chown(path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(gid)) != 0)
+    return errno_status(errno, "chown " + path.string());
+  if (::chmod(path.c_str(), mode) != 0) return errno_status(errno, "chmod " + path.string());
+  spdlog::info("control socket on {}", path.string());
+  asio::co_spawn(io_, accept_loop(), asio::detached);
+  return Status::ok();
+}
+
+void ControlServer::stop() {
+  asio::post(io_, [this] {
+    boost::system::error_code ec;
+    if (acceptor_) acceptor_->close(ec);
+    for (auto& w : clients_)
+      if (auto s = w.lock()) s->close(ec);
+    clients_.clear();
+    if (!path_.empty()) ::unlink(path_.c_str());
+    path_.clear();
+  });
+}
+
+asio::awaitable<void> ControlServer::accept_loop() {
+  for (;;) {
+    boost::system::error_code ec;
+    auto socket = co_await acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
+    if (ec) continue;
+    asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
+  }
+}
+
+asio::awaitable<void> ControlServer::serve(asio::local::stream_protocol::socket socket) {
+  auto shared = std::make_shared<asio::local::stream_protocol::socket>(std::move(socket));
+  std::erase_if(clients_, [](auto& w) { return w.expired(); });
+  clients_.push_back(shared);
+  std::string buffer;
+  for (;;) {
+    boost::system::error_code ec;
+    std::size_t n = co_await asio::async_read_until(
+        *shared, asio::dynamic_buffer(buffer, max_request_bytes_ + 1), '\n',
+        asio::redirect_error(asio::use_awaitable, ec));
+    std::string reply;
+    bool close_after = false;
+    if (ec == asio::error::not_found) {  // the line outgrew the limit
+      reply = error_reply("request_too_large", "request longer than " +
+                                                   std::to_string(max_request_bytes_) + " bytes");
+      close_after = true;
+    } else if (ec) {
+      co_return;
+    } else {
+      reply = handle_line(std::string_view(buffer).substr(0, n - 1));
+      buffer.erase(0, n);
+    }
+    reply += '\n';
+    co_await asio::async_write(*shared, asio::buffer(reply), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec || close_after) co_return;
+  }
+}
+
+}  // namespace snapstore

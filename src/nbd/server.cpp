@@ -1,0 +1,109 @@
+// Listeners and accept loops. See server.h.
+#include "nbd/server.h"
+
+#include <spdlog/spdlog.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace snapstore::nbd {
+
+namespace asio = boost::asio;
+
+Server::Server(asio::io_context& io, const ExportTable& exports, asio::thread_pool& workers,
+               ServerOptions options)
+    : io_(io), context_{exports, workers, registry_, options.limits}, options_(options) {}
+
+Server::~Server() {
+  for (const auto& p : unix_paths_) ::unlink(p.c_str());
+}
+
+Status Server::listen_tcp(const std::string& host, std::uint16_t port) {
+  boost::system::error_code ec;
+  auto address = asio::ip::make_address(host, ec);
+  if (ec) return invalid_argument("'" + host + "' is not an IP address");
+  auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(io_);
+  asio::ip::tcp::endpoint endpoint(address, port);
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return io_error("cannot listen on " + host + ":" + std::to_string(port) + ": " + ec.message());
+  tcp_port_ = acceptor->local_endpoint().port();
+  spdlog::info("serving NBD on {}:{}", host, tcp_port_);
+  asio::co_spawn(io_, accept_loop(*acceptor), asio::detached);
+  tcp_acceptors_.push_back(std::move(acceptor));
+  return Status::ok();
+}
+
+Status Server::listen_unix(const std::filesystem::path& path, unsigned mode, int gid) {
+  struct stat sb {};
+  if (::lstat(path.c_str(), &sb) == 0) {
+    if (!S_ISSOCK(sb.st_mode))
+      return invalid_argument(path.string() + " exists and is not a socket; not replacing it");
+    ::unlink(path.c_str());  // a stale socket from an earlier run
+  }
+  boost::system::error_code ec;
+  auto acceptor = std::make_unique<asio::local::stream_protocol::acceptor>(io_);
+  asio::local::stream_protocol::endpoint endpoint(path.string());
+  const mode_t old_mask = ::umask(0177);  // no window where the socket is wider than 0600
+  acceptor->open(endpoint.protocol(), ec);
+  if (!ec) acceptor->bind(endpoint, ec);
+  ::umask(old_mask);
+  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return io_error("cannot listen on " + path.string() + ": " + ec.message());
+  if (gid >= 0 && ::chown(path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(gid)) != 0)
+    return errno_status(errno, "chown " + path.string());
+  if (::chmod(path.c_str(), mode) != 0) return errno_status(errno, "chmod " + path.string());
+  spdlog::info("serving NBD on unix socket {}", path.string());
+  unix_paths_.push_back(path);
+  asio::co_spawn(io_, accept_loop(*acceptor), asio::detached);
+  unix_acceptors_.push_back(std::move(acceptor));
+  return Status::ok();
+}
+
+template <typename Acceptor>
+asio::awaitable<void> Server::accept_loop(Acceptor& acceptor) {
+  for (;;) {
+    boost::system::error_code ec;
+    auto socket = co_await acceptor.async_accept(asio::make_strand(io_),
+                                                 asio::redirect_error(asio::use_awaitable, ec));
+    if (stopped_ || ec == asio::error::operation_aborted) co_return;
+    if (ec) {
+      spdlog::warn("accept failed: {}", ec.message());
+      continue;
+    }
+    std::string peer = "unix";
+    if constexpr (std::is_same_v<Acceptor, asio::ip::tcp::acceptor>) {
+      socket.set_option(asio::ip::tcp::no_delay(true), ec);
+      auto remote = socket.remote_endpoint(ec);
+      peer = ec ? "tcp" : remote.address().to_string() + ":" + std::to_string(remote.port());
+    }
+    admit(Connection::socket_type(std::move(socket)), std::move(peer));
+  }
+}
+
+void Server::admit(Connection::socket_type socket, std::string peer) {
+  if (registry_.count() >= options_.max_connections) {
+    spdlog::warn("{}: refused, {} connections already open", peer, options_.max_connections);
+    boost::system::error_code ec;
+    socket.close(ec);
+    return;
+  }
+  spdlog::debug("{}: connected", peer);
+  std::make_shared<Connection>(std::move(socket), context_, std::move(peer))->start();
+}
+
+void Server::stop() {
+  asio::post(io_, [this] {
+    if (stopped_) return;
+    stopped_ = true;
+    boost::system::error_code ec;
+    for (auto& a : tcp_acceptors_) a->close(ec);
+    for (auto& a : unix_acceptors_) a->close(ec);
+    for (const auto& p : unix_paths_) ::unlink(p.c_str());
+    unix_paths_.clear();
+    registry_.stop_all();
+  });
+}
+
+}  // namespace snapstore::nbd

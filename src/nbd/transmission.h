@@ -1,0 +1,49 @@
+// Transmission: runs one validated request against a Volume and encodes its reply.
+//
+// Pure with respect to sockets: input is a Request (already validated by RequestParser)
+// and its payload; output is a Reply, the exact bytes to send. The connection decides
+// when to send them.
+//
+// Invariants:
+//  1. Status -> NBD error mapping happens only in nbd_error_for().
+//  2. With structured replies, a READ is answered by structured chunks only (never a
+//     simple reply); a successful read is one OFFSET_DATA or one OFFSET_HOLE chunk
+//     (so DF is always honoured), flagged DONE.
+//  3. A BLOCK_STATUS reply carries one chunk per selected metadata context; with REQ_ONE,
+//     one descriptor each; descriptors never extend past the request.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "nbd/handshake.h"
+#include "nbd/request_parser.h"
+
+namespace snapstore::nbd {
+
+struct Reply {
+  std::vector<std::byte> head;           // header and any small payload
+  std::unique_ptr<std::byte[]> data;     // bulk read data, sent after head
+  std::size_t data_length = 0;
+};
+
+std::uint32_t nbd_error_for(const Status& status);
+
+struct TransmissionContext {
+  Volume& volume;
+  bool structured_replies = false;
+  const std::vector<MetaContext>& meta_contexts;
+  std::uint32_t max_extents = 8192;  // descriptors per BLOCK_STATUS chunk
+};
+
+Reply execute(const TransmissionContext& ctx, const Request& request,
+              std::span<const std::byte> payload);
+
+// An error reply for `request`, simple or structured as negotiated.
+Reply error_reply(const Request& request, bool structured, std::uint32_t error,
+                  std::string_view message);
+
+}  // namespace snapstore::nbd
