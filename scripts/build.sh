@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Configure and build snapstore with Ninja into ${BUILD_DIR:-build} (RelWithDebInfo).
+# Extra arguments go to cmake's configure step, e.g.:
+#   scripts/build.sh -DSNAPSTORE_SANITIZE=ON
+#   BUILD_DIR=build-asan scripts/build.sh -DSNAPSTORE_SANITIZE=ON
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build_dir="${BUILD_DIR:-build}"
+case "$build_dir" in
+  /*) ;;
+  *) build_dir="$root/$build_dir" ;;
+esac
+
+cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
+ninja -C "$build_dir"
