@@ -1,0 +1,89 @@
+// ChunkMap: the pool's two logical address spaces (metadata and data) over its devices.
+//
+// Each space is a sequence of chunks of chunk_size bytes; chunk i of a space covers
+// logical bytes [i * chunk_size, (i + 1) * chunk_size) and is stored once per stripe
+// (one stripe for `single`, two on one device for `dup`, two or three on distinct devices
+// for `raid1`/`raid1c3`). Layers above see only (space, logical offset).
+//
+// Chunk entry on disk (72 bytes, in the superblock's chunk map):
+//   0 u8 space (1 metadata, 2 data)   1 u8 profile   2 u8 stripe count   3 u8 reserved
+//   4 u32 index in its space          8 4 x {u32 device, u32 reserved, u64 byte offset}
+//
+// Invariants:
+//  1. Chunks of one space have indexes 0..n-1 with no gap; a space only grows.
+//  2. Stripes never overlap each other, the first device_reserved_bytes of a device
+//     (superblock slots), or the device end.
+//  3. A read verifies each copy with the caller's check; the first good copy is returned
+//     and written back over every copy that failed (self-healing); if no copy passes, the
+//     result is corruption (or io_error), never unverified bytes.
+//  4. Thread-safe: I/O takes a shared lock on the chunk list, allocation an exclusive one.
+#pragma once
+
+#include <atomic>
+#include <functional>
+#include <shared_mutex>
+#include <vector>
+
+#include "snapstore/block_device.h"
+#include "store/superblock.h"
+
+namespace snapstore {
+
+struct ChunkMapStats {
+  std::uint64_t checksum_failures = 0;  // copies that failed verification
+  std::uint64_t repairs = 0;            // bad copies rewritten from a good one
+  std::uint64_t unrecoverable = 0;      // reads where every copy was bad
+};
+
+class ChunkMap {
+ public:
+  using Verifier = std::function<bool(std::span<const std::byte>)>;
+
+  ChunkMap(std::vector<BlockDevicePtr> devices, std::uint64_t chunk_size,
+           std::vector<Chunk> chunks);
+
+  std::uint64_t chunk_size() const { return chunk_size_; }
+  std::uint64_t space_bytes(space s) const;
+  std::vector<Chunk> chunks() const;
+  std::size_t device_count() const { return devices_.size(); }
+  const BlockDevicePtr& device(std::size_t i) const { return devices_[i]; }
+  ChunkMapStats stats() const;
+
+  // Adds a chunk to `s` with profile `p`; no_space when the devices cannot hold it, or
+  // when it would leave less than `keep_free` bytes of unallocated device space.
+  Status allocate_chunk(space s, profile p, std::uint64_t keep_free = 0);
+  // Unallocated bytes of device space (counting each stripe).
+  std::uint64_t unallocated_bytes() const;
+  // Whether a chunk of profile p could be placed now.
+  bool can_allocate(profile p) const;
+
+  Status read(space s, std::uint64_t offset, std::span<std::byte> out, const Verifier& verify);
+  Status write(space s, std::uint64_t offset, std::span<const std::byte> data);
+  // Reads copy `copy` alone, unverified (for scrub and the checker).
+  Status read_copy(space s, std::uint64_t offset, std::size_t copy, std::span<std::byte> out);
+  std::size_t copies(space s, std::uint64_t offset) const;
+  Status flush();
+
+ private:
+  struct Location {
+    const Chunk* chunk = nullptr;
+    std::uint64_t within = 0;
+  };
+  Result<Location> locate(space s, std::uint64_t offset, std::uint64_t length) const;
+  Result<std::vector<Stripe>> place(profile p) const;
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> free_extents(std::uint32_t device) const;
+
+  std::vector<BlockDevicePtr> devices_;
+  std::uint64_t chunk_size_;
+  mutable std::shared_mutex mutex_;
+  std::vector<Chunk> chunks_;
+  std::vector<const Chunk*> by_space_[2];  // index -> chunk, per space
+  std::atomic<std::uint64_t> checksum_failures_{0}, repairs_{0}, unrecoverable_{0};
+
+  void rebuild_index();
+};
+
+// Number of stripes a profile keeps.
+std::size_t stripe_count(profile p);
+
+}  // namespace snapstore
