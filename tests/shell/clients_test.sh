@@ -54,6 +54,8 @@ cleanup() {
   exit "$status"
 }
 trap cleanup EXIT
+trap "exit 130" INT
+trap "exit 143" TERM
 trap 'fail "line $LINENO: command failed: $BASH_COMMAND"' ERR
 
 # start_daemon ARGS...: start snapstored on the test pool with our sockets and wait
