@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Configure and build snapstore with Ninja into ${BUILD_DIR:-build} (RelWithDebInfo).
+# Configure and build snapstore with Ninja into ${BUILD_DIR:-build} (RelWithDebInfo;
+# a relative BUILD_DIR is taken from the repository root).
+# TARGETS (space-separated ninja targets, default: everything) limits what is built.
 # Extra arguments go to cmake's configure step, e.g.:
 #   scripts/build.sh -DSNAPSTORE_SANITIZE=ON
 #   BUILD_DIR=build-asan scripts/build.sh -DSNAPSTORE_SANITIZE=ON
@@ -13,4 +15,5 @@ case "$build_dir" in
 esac
 
 cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
-ninja -C "$build_dir"
+# shellcheck disable=SC2086  # TARGETS is a list of words
+ninja -C "$build_dir" ${TARGETS:-}
