@@ -1,0 +1,231 @@
+// FileDevice: positioned I/O on one locked descriptor. See file_device.h.
+#include "store/file_device.h"
+
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <sys/file.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <utility>
+
+namespace snapstore {
+
+namespace {
+
+constexpr std::uint64_t sector_size = 512;
+
+// Owns a descriptor until release(); closes it on every early return.
+class unique_fd {
+ public:
+  explicit unique_fd(int fd = -1) : fd_(fd) {}
+  unique_fd(unique_fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  unique_fd& operator=(unique_fd&& other) noexcept {
+    std::swap(fd_, other.fd_);
+    return *this;
+  }
+  ~unique_fd() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+  int release() { return std::exchange(fd_, -1); }
+
+ private:
+  int fd_;
+};
+
+struct opened_file {
+  unique_fd fd;
+  bool created = false;
+};
+
+std::string at(const std::filesystem::path& path, std::uint64_t offset) {
+  return path.string() + " at offset " + std::to_string(offset);
+}
+
+Status not_a_device(const std::filesystem::path& path, const struct stat& sb) {
+  if (S_ISDIR(sb.st_mode))
+    return invalid_argument(path.string() + " is a directory, not a file or block device");
+  return invalid_argument(path.string() + " is neither a regular file nor a block device");
+}
+
+// Makes a new file's directory entry durable, so the pool survives a power cut after its
+// first flush.
+Status sync_parent_directory(const std::filesystem::path& path) {
+  std::filesystem::path dir = path.parent_path();
+  if (dir.empty()) dir = ".";
+  unique_fd dfd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (dfd.get() < 0) return errno_status(errno, "open directory " + dir.string());
+  if (::fsync(dfd.get()) != 0) return errno_status(errno, "fsync directory " + dir.string());
+  return Status::ok();
+}
+
+Result<opened_file> open_existing(const std::filesystem::path& path, bool read_only) {
+  struct stat sb {};
+  if (::stat(path.c_str(), &sb) != 0) return errno_status(errno, "stat " + path.string());
+  if (!S_ISREG(sb.st_mode) && !S_ISBLK(sb.st_mode)) return not_a_device(path, sb);
+  int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+  if (S_ISBLK(sb.st_mode) && !read_only) flags |= O_EXCL;  // refused while mounted
+  unique_fd fd(::open(path.c_str(), flags));
+  if (fd.get() < 0 && errno == EBUSY)
+    return Status(errc::busy,
+                  path.string() + " is in use (mounted, or opened exclusively by another program)");
+  if (fd.get() < 0) return errno_status(errno, "open " + path.string());
+  return opened_file{std::move(fd), false};
+}
+
+Result<opened_file> open_or_create(const std::filesystem::path& path,
+                                   const FileDeviceOptions& options) {
+  struct stat sb {};
+  if (::stat(path.c_str(), &sb) == 0) return open_existing(path, options.read_only);
+  if (errno != ENOENT) return errno_status(errno, "stat " + path.string());
+  if (!options.create || options.read_only)
+    return not_found(path.string() + " does not exist (and creating it was not requested)");
+  if (options.create_size == 0)
+    return invalid_argument("cannot create " + path.string() + " without a size");
+  unique_fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  if (fd.get() < 0 && errno == EEXIST) return open_existing(path, false);  // lost a race
+  if (fd.get() < 0) return errno_status(errno, "create " + path.string());
+  return opened_file{std::move(fd), true};
+}
+
+Status lock_file(int fd, const std::filesystem::path& path, bool read_only) {
+  const int mode = (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB;
+  while (::flock(fd, mode) != 0) {
+    if (errno == EINTR) continue;
+    if (errno == EWOULDBLOCK)
+      return Status(errc::busy, "pool " + path.string() + " is in use by another process");
+    return errno_status(errno, "flock " + path.string());
+  }
+  return Status::ok();
+}
+
+// Gives a just-created file its size (sparse) and makes its name durable; on failure the
+// half-made file is removed again.
+Status size_new_file(int fd, const std::filesystem::path& path, std::uint64_t size) {
+  Status st;
+  if (::ftruncate(fd, static_cast<off_t>(size)) != 0)
+    st = errno_status(errno, "ftruncate " + path.string() + " to " + std::to_string(size));
+  if (st.is_ok()) st = sync_parent_directory(path);
+  if (!st.is_ok()) ::unlink(path.c_str());
+  return st;
+}
+
+struct geometry {
+  std::uint64_t size = 0;
+  bool block_device = false;
+};
+
+Result<geometry> measure(int fd, const std::filesystem::path& path) {
+  struct stat sb {};
+  if (::fstat(fd, &sb) != 0) return errno_status(errno, "stat " + path.string());
+  if (!S_ISREG(sb.st_mode) && !S_ISBLK(sb.st_mode)) return not_a_device(path, sb);
+  geometry g{static_cast<std::uint64_t>(sb.st_size), S_ISBLK(sb.st_mode)};
+  if (g.block_device && ::ioctl(fd, BLKGETSIZE64, &g.size) != 0) {
+    off_t end = ::lseek(fd, 0, SEEK_END);
+    if (end < 0) return errno_status(errno, "size of block device " + path.string());
+    g.size = static_cast<std::uint64_t>(end);
+  }
+  if (g.size == 0) return invalid_argument(path.string() + " is empty; a device needs a size");
+  return g;
+}
+
+}  // namespace
+
+Result<std::shared_ptr<FileDevice>> FileDevice::open(const std::filesystem::path& path,
+                                                     const FileDeviceOptions& options) {
+  Result<opened_file> opened = open_or_create(path, options);
+  if (!opened) return opened.status();
+  const int fd = opened->fd.get();
+  SNAPSTORE_RETURN_IF_ERROR(lock_file(fd, path, options.read_only));
+  if (opened->created) SNAPSTORE_RETURN_IF_ERROR(size_new_file(fd, path, options.create_size));
+  Result<geometry> g = measure(fd, path);
+  if (!g) return g.status();
+  return std::shared_ptr<FileDevice>(
+      new FileDevice(opened->fd.release(), g->size, options.read_only, g->block_device, path));
+}
+
+FileDevice::~FileDevice() {
+  ::close(fd_);
+}
+
+Status FileDevice::check_range(std::uint64_t offset, std::uint64_t length, const char* what) const {
+  if (offset > size_ || length > size_ - offset)
+    return invalid_argument(std::string(what) + " " + at(path_, offset) + " length " +
+                            std::to_string(length) + " is past the end (size " +
+                            std::to_string(size_) + ")");
+  return Status::ok();
+}
+
+Status FileDevice::check_writable(const char* what) const {
+  if (read_only_)
+    return read_only_error(std::string(what) + " " + path_.string() + ": opened read-only");
+  return Status::ok();
+}
+
+Status FileDevice::read(std::uint64_t offset, std::span<std::byte> out) {
+  SNAPSTORE_RETURN_IF_ERROR(check_range(offset, out.size(), "read"));
+  std::size_t done = 0;
+  while (done < out.size()) {
+    ssize_t n =
+        ::pread(fd_, out.data() + done, out.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_status(errno, "read " + at(path_, offset + done));
+    if (n == 0) return io_error("read " + at(path_, offset + done) + ": unexpected end of file");
+    done += static_cast<std::size_t>(n);
+  }
+  return Status::ok();
+}
+
+Status FileDevice::write(std::uint64_t offset, std::span<const std::byte> data) {
+  SNAPSTORE_RETURN_IF_ERROR(check_writable("write"));
+  SNAPSTORE_RETURN_IF_ERROR(check_range(offset, data.size(), "write"));
+  std::size_t done = 0;
+  while (done < data.size()) {
+    ssize_t n =
+        ::pwrite(fd_, data.data() + done, data.size() - done, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return errno_status(errno, "write " + at(path_, offset + done));
+    if (n == 0) return io_error("write " + at(path_, offset + done) + ": no progress");
+    done += static_cast<std::size_t>(n);
+  }
+  return Status::ok();
+}
+
+Status FileDevice::flush() {
+  while (::fdatasync(fd_) != 0) {
+    if (errno != EINTR) return errno_status(errno, "fdatasync " + path_.string());
+  }
+  return Status::ok();
+}
+
+Status FileDevice::discard(std::uint64_t offset, std::uint64_t length) {
+  SNAPSTORE_RETURN_IF_ERROR(check_writable("discard"));
+  SNAPSTORE_RETURN_IF_ERROR(check_range(offset, length, "discard"));
+  if (length == 0) return Status::ok();
+  return block_device_ ? block_discard(offset, length) : punch_hole(offset, length);
+}
+
+Status FileDevice::punch_hole(std::uint64_t offset, std::uint64_t length) {
+  const int mode = FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+  while (::fallocate(fd_, mode, static_cast<off_t>(offset), static_cast<off_t>(length)) != 0) {
+    if (errno == EINTR) continue;
+    if (errno == EOPNOTSUPP) return Status::ok();  // discard is advice
+    return errno_status(errno, "punch hole in " + at(path_, offset));
+  }
+  return Status::ok();
+}
+
+Status FileDevice::block_discard(std::uint64_t offset, std::uint64_t length) {
+  const std::uint64_t start = (offset + sector_size - 1) / sector_size * sector_size;
+  const std::uint64_t end = (offset + length) / sector_size * sector_size;
+  if (start >= end) return Status::ok();  // no whole sector inside the range
+  std::uint64_t range[2] = {start, end - start};
+  if (::ioctl(fd_, BLKDISCARD, range) == 0 || errno == EOPNOTSUPP) return Status::ok();
+  return errno_status(errno, "BLKDISCARD " + at(path_, start));
+}
+
+}  // namespace snapstore
