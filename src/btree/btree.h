@@ -1,0 +1,91 @@
+// BTree: a copy-on-write B-tree of u64 keys to fixed-size values, with shared,
+// reference-counted nodes (Rodeh, "B-trees, Shadowing, and Clones").
+//
+// A tree is named by its root pointer; every modifying call takes the current root and
+// returns the new one (the root moves whenever it is shadowed). clone() is O(1): it takes
+// one more reference on the root, and the two trees share every node until one of them
+// writes through it.
+//
+// Invariants (with those of btree_node.h):
+//  1. Writes go through TransactionManager::shadow: nodes of the committed state and nodes
+//     shared with another tree are never changed in place.
+//  2. When a shared node is copied, everything the copy points to gains a reference:
+//     child nodes through the space map, values through ValueTraits::inc.
+//  3. Every node but the root holds at least one entry; inserts split full nodes and
+//     removes merge or rebalance thin ones on the way down, so one pass suffices.
+//  4. The tree never releases what a value points to on overwrite or remove: it hands the
+//     old value back and the caller decides. Only release() of a whole tree calls
+//     ValueTraits::dec, for values in leaves whose last reference goes.
+//  5. seal() runs at commit: it computes checksums bottom-up over the nodes written in
+//     this transaction and stores each in its parent's pointer.
+#pragma once
+
+#include <functional>
+#include <optional>
+
+#include "btree/btree_node.h"
+#include "btree/transaction_manager.h"
+
+namespace snapstore {
+
+struct ValueTraits {
+  std::uint32_t size = 0;
+  std::function<void(std::span<const std::byte>)> inc;  // a shared leaf was copied
+  std::function<void(std::span<const std::byte>)> dec;  // a leaf's last reference went
+  std::function<Status(std::span<std::byte>)> seal;     // fix pointers inside a value
+};
+
+class BTree {
+ public:
+  using Visitor = std::function<bool(std::uint64_t key, std::span<const std::byte> value)>;
+  using RemovedFn = std::function<void(std::uint64_t key, std::span<const std::byte> value)>;
+
+  BTree(TransactionManager& tm, ValueTraits traits);
+
+  Result<BlockPointer> create();
+  // Copies the value for `key` into `out` (value size bytes); false when absent.
+  Result<bool> lookup(const BlockPointer& root, std::uint64_t key, std::span<std::byte> out);
+  // Inserts or overwrites. If `replaced` is set, it says whether a value was overwritten,
+  // and the old value is copied into `old_value`.
+  Result<BlockPointer> insert(const BlockPointer& root, std::uint64_t key,
+                              std::span<const std::byte> value, std::span<std::byte> old_value = {},
+                              bool* replaced = nullptr);
+  Result<BlockPointer> remove(const BlockPointer& root, std::uint64_t key,
+                              std::span<std::byte> old_value = {}, bool* removed = nullptr);
+  // Removes every key in [begin, end), calling on_removed for each.
+  Result<BlockPointer> remove_range(const BlockPointer& root, std::uint64_t begin,
+                                    std::uint64_t end, const RemovedFn& on_removed);
+  // Visits keys in [begin, end) in order until the visitor returns false.
+  Status scan(const BlockPointer& root, std::uint64_t begin, std::uint64_t end,
+              const Visitor& visit);
+  Result<std::optional<std::uint64_t>> next_key(const BlockPointer& root, std::uint64_t key);
+
+  void clone(const BlockPointer& root) { tm_.inc(root.block); }
+  // Drops one reference to the tree; nodes whose count reaches zero are freed, and so on
+  // down, values of freed leaves going to ValueTraits::dec.
+  Status release(const BlockPointer& root);
+  Result<BlockPointer> seal(const BlockPointer& root);
+
+  const ValueTraits& traits() const { return traits_; }
+
+ private:
+  Result<MutableBlockRef> shadow_node(const BlockPointer& ptr);
+  Result<MutableBlockRef> new_node(std::uint16_t level);
+  Status split_child(NodeWriter& parent, std::uint32_t i, const MutableBlockRef& child);
+  Result<MutableBlockRef> shadow_child_for_remove(NodeWriter& parent, std::uint32_t& i,
+                                                  std::uint64_t key);
+  Result<MutableBlockRef> rebalance(NodeWriter& parent, std::uint32_t left, std::uint64_t key,
+                                    std::uint32_t& chosen);
+  Result<BlockPointer> collapse_root(MutableBlockRef root);
+  Result<BlockPointer> remove_run(const BlockPointer& root, std::uint64_t first,
+                                  std::uint64_t end, const RemovedFn& on_removed);
+  Result<std::optional<std::uint64_t>> next_key_in(const BlockPointer& ptr, std::uint64_t key);
+  Status scan_node(const BlockPointer& ptr, std::uint64_t begin, std::uint64_t end,
+                   const Visitor& visit, bool& go_on);
+  Result<MutableBlockRef> dirty(const BlockPointer& ptr);
+
+  TransactionManager& tm_;
+  ValueTraits traits_;
+};
+
+}  // namespace snapstore

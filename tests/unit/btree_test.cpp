@@ -1,0 +1,239 @@
+// B-tree tests against std::map models, with a reference-count check after each step:
+// every metadata block's count must equal the pointers the walker finds, and every
+// value's count (kept by the value traits) must equal the leaves that hold it.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+
+#include "btree/btree.h"
+#include "btree/tree_walker.h"
+#include "store/memory_device.h"
+
+namespace snapstore {
+namespace {
+
+constexpr std::uint32_t value_size = 16;
+
+std::array<std::byte, value_size> make_value(std::uint64_t id) {
+  std::array<std::byte, value_size> v{};
+  store_le64(v.data(), id);
+  store_le64(v.data() + 8, id * 31 + 7);
+  return v;
+}
+
+std::uint64_t value_id(std::span<const std::byte> v) { return load_le64(v.data()); }
+
+class MetadataStack {
+ public:
+  explicit MetadataStack(std::uint64_t cache_bytes = 256 << 10)
+      : device_(std::make_shared<MemoryDevice>(64 << 20)),
+        chunks_({device_}, 8 << 20, {Chunk{space::metadata, profile::single, 0, {{0, 1 << 20}}}}),
+        blocks_(chunks_, cache_bytes),
+        space_map_((8 << 20) / metadata_block_size),
+        tm_(blocks_, space_map_, nullptr, 1),
+        tree_(tm_, traits()) {}
+
+  BTree& tree() { return tree_; }
+  TransactionManager& tm() { return tm_; }
+  std::map<std::uint64_t, int>& value_refs() { return value_refs_; }
+
+  void commit(std::vector<BlockPointer*> roots) {
+    for (BlockPointer* r : roots) {
+      auto sealed = tree_.seal(*r);
+      ASSERT_TRUE(sealed) << sealed.status().to_string();
+      *r = *sealed;
+    }
+    auto index = space_map_.commit(blocks_, tm_.generation());
+    ASSERT_TRUE(index) << index.status().to_string();
+    ASSERT_TRUE(blocks_.write_dirty());
+    space_map_.end_transaction();
+    tm_.set_generation(tm_.generation() + 1);
+  }
+
+  // Walks every root; checks structure, metadata counts and value counts.
+  void check(const std::vector<BlockPointer>& roots) {
+    std::map<std::uint64_t, std::uint32_t> refs;
+    std::vector<std::string> problems;
+    std::map<std::uint64_t, int> values;
+    TreeWalker walker([&](const BlockPointer& p) { return tm_.read(p); }, refs, problems);
+    for (const auto& r : roots)
+      walker.walk(r, value_size, "tree", [&](std::uint64_t, std::span<const std::byte> v) {
+        ++values[value_id(v)];
+      });
+    for (const auto& p : problems) ADD_FAILURE() << p;
+    for (std::uint64_t b = 0; b < space_map_.nr_blocks(); ++b) {
+      std::uint32_t expected = refs.count(b) ? refs[b] : 0;
+      if (space_map_.count(b) != expected && !is_space_map_page(b))
+        ADD_FAILURE() << "block " << b << ": count " << space_map_.count(b) << ", found "
+                      << expected;
+    }
+    for (auto& [id, n] : value_refs_)
+      if (n != (values.count(id) ? values[id] : 0))
+        ADD_FAILURE() << "value " << id << ": count " << n << ", found " << values[id];
+  }
+
+ private:
+  bool is_space_map_page(std::uint64_t b) {
+    auto ref = blocks_.dirty_block(b);
+    if (ref) return false;
+    if (space_map_.count(b) != 1) return false;
+    auto r = chunks_.read(space::metadata, b * metadata_block_size, probe_, [](auto) { return true; });
+    auto type = read_header(probe_).type;
+    return r.is_ok() && (type == metadata_type::refcount_page || type == metadata_type::sm_index_page);
+  }
+
+  ValueTraits traits() {
+    ValueTraits t;
+    t.size = value_size;
+    t.inc = [this](std::span<const std::byte> v) { ++value_refs_[value_id(v)]; };
+    t.dec = [this](std::span<const std::byte> v) { --value_refs_[value_id(v)]; };
+    return t;
+  }
+
+  std::shared_ptr<MemoryDevice> device_;
+  ChunkMap chunks_;
+  BlockManager blocks_;
+  MetadataSpaceMap space_map_;
+  TransactionManager tm_;
+  BTree tree_;
+  std::map<std::uint64_t, int> value_refs_;
+  std::array<std::byte, metadata_block_size> probe_{};
+};
+
+void expect_matches(BTree& tree, const BlockPointer& root,
+                    const std::map<std::uint64_t, std::uint64_t>& model) {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> seen;
+  ASSERT_TRUE(tree.scan(root, 0, ~0ull, [&](std::uint64_t k, std::span<const std::byte> v) {
+    seen.emplace_back(k, value_id(v));
+    return true;
+  }));
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> want(model.begin(), model.end());
+  ASSERT_EQ(seen, want);
+}
+
+TEST(BTree, InsertLookupRemoveAgainstMap) {
+  MetadataStack s;
+  auto root = s.tree().create();
+  ASSERT_TRUE(root);
+  BlockPointer r = *root;
+  std::map<std::uint64_t, std::uint64_t> model;
+  std::mt19937_64 rng(7);
+  std::uint64_t next_id = 1;
+  for (int step = 0; step < 6000; ++step) {
+    const std::uint64_t key = rng() % 3000;
+    if (rng() % 3 != 0) {
+      auto v = make_value(next_id);
+      bool replaced = false;
+      std::array<std::byte, value_size> old{};
+      auto nr = s.tree().insert(r, key, v, old, &replaced);
+      ASSERT_TRUE(nr) << nr.status().to_string();
+      r = *nr;
+      ASSERT_EQ(replaced, model.count(key) == 1);
+      if (replaced) {
+        EXPECT_EQ(value_id(old), model[key]);
+      }
+      model[key] = next_id++;
+    } else {
+      bool removed = false;
+      std::array<std::byte, value_size> old{};
+      auto nr = s.tree().remove(r, key, old, &removed);
+      ASSERT_TRUE(nr) << nr.status().to_string();
+      r = *nr;
+      ASSERT_EQ(removed, model.erase(key) == 1);
+    }
+    if (step % 500 == 499) {
+      s.commit({&r});
+      s.check({r});
+      expect_matches(s.tree(), r, model);
+    }
+  }
+  for (std::uint64_t k = 0; k < 3000; k += 7) {
+    std::array<std::byte, value_size> out{};
+    auto found = s.tree().lookup(r, k, out);
+    ASSERT_TRUE(found);
+    ASSERT_EQ(*found, model.count(k) == 1);
+    if (*found) {
+      EXPECT_EQ(value_id(out), model[k]);
+    }
+  }
+}
+
+TEST(BTree, RemoveRangeEmptiesAndRebalances) {
+  MetadataStack s;
+  BlockPointer r = *s.tree().create();
+  std::map<std::uint64_t, std::uint64_t> model;
+  for (std::uint64_t k = 0; k < 20000; ++k) {
+    r = *s.tree().insert(r, k * 2, make_value(k + 1));
+    model[k * 2] = k + 1;
+  }
+  s.commit({&r});
+  std::uint64_t removed = 0;
+  auto nr = s.tree().remove_range(r, 1000, 30001, [&](std::uint64_t k, auto) {
+    ++removed;
+    model.erase(k);
+  });
+  ASSERT_TRUE(nr);
+  r = *nr;
+  EXPECT_EQ(removed, 14501u);
+  s.commit({&r});
+  s.check({r});
+  expect_matches(s.tree(), r, model);
+  r = *s.tree().remove_range(r, 0, ~0ull, [&](std::uint64_t k, auto) { model.erase(k); });
+  s.commit({&r});
+  s.check({r});
+  EXPECT_TRUE(model.empty());
+  expect_matches(s.tree(), r, model);
+}
+
+TEST(BTree, ClonesShareUntilWrittenAndKeepCountsExact) {
+  MetadataStack s;
+  std::mt19937_64 rng(11);
+  std::vector<BlockPointer> roots{*s.tree().create()};
+  std::vector<std::map<std::uint64_t, std::uint64_t>> models(1);
+  std::uint64_t next_id = 1;
+  auto set_value = [&](std::size_t t, std::uint64_t key) {
+    // The tree never releases an overwritten value; the caller does (as the volume layer will).
+    std::array<std::byte, value_size> old{};
+    bool replaced = false;
+    std::uint64_t id = next_id++;
+    s.value_refs()[id] += 1;
+    roots[t] = *s.tree().insert(roots[t], key, make_value(id), old, &replaced);
+    if (replaced) --s.value_refs()[value_id(old)];
+    models[t][key] = id;
+  };
+  for (int i = 0; i < 2000; ++i) set_value(0, rng() % 5000);
+  for (int round = 0; round < 30; ++round) {
+    const std::size_t src = rng() % roots.size();
+    s.tree().clone(roots[src]);
+    roots.push_back(roots[src]);
+    models.push_back(models[src]);
+    for (int i = 0; i < 200; ++i) {
+      const std::size_t t = rng() % roots.size();
+      const std::uint64_t key = rng() % 5000;
+      if (rng() % 4 == 0) {
+        std::array<std::byte, value_size> old{};
+        bool removed = false;
+        roots[t] = *s.tree().remove(roots[t], key, old, &removed);
+        if (removed) --s.value_refs()[value_id(old)];
+        models[t].erase(key);
+      } else {
+        set_value(t, key);
+      }
+    }
+    if (round % 5 == 4 && roots.size() > 2) {  // delete a tree while its clones live on
+      const std::size_t victim = rng() % roots.size();
+      ASSERT_TRUE(s.tree().release(roots[victim]));
+      roots.erase(roots.begin() + static_cast<long>(victim));
+      models.erase(models.begin() + static_cast<long>(victim));
+    }
+    std::vector<BlockPointer*> ptrs;
+    for (auto& r : roots) ptrs.push_back(&r);
+    s.commit(ptrs);
+    s.check(roots);
+    for (std::size_t t = 0; t < roots.size(); ++t) expect_matches(s.tree(), roots[t], models[t]);
+  }
+}
+
+}  // namespace
+}  // namespace snapstore
