@@ -41,7 +41,7 @@ Result<MutableBlockRef> BTree::shadow_node(const BlockPointer& ptr) {
       if (!n.is_leaf())
         tm_.inc(n.child(i).block);
       else if (traits_.inc)
-        traits_.inc(n.value_span(i));
+        SNAPSTORE_RETURN_IF_ERROR(traits_.inc(n.value_span(i)));
     }
   }
   return s->block;
@@ -324,7 +324,7 @@ Status BTree::release(const BlockPointer& root) {
     if (!n.is_leaf())
       SNAPSTORE_RETURN_IF_ERROR(release(n.child(i)));
     else if (traits_.dec)
-      traits_.dec(n.value_span(i));
+      SNAPSTORE_RETURN_IF_ERROR(traits_.dec(n.value_span(i)));
   }
   return Status::ok();
 }

@@ -30,8 +30,8 @@ namespace snapstore {
 
 struct ValueTraits {
   std::uint32_t size = 0;
-  std::function<void(std::span<const std::byte>)> inc;  // a shared leaf was copied
-  std::function<void(std::span<const std::byte>)> dec;  // a leaf's last reference went
+  std::function<Status(std::span<const std::byte>)> inc;  // a shared leaf was copied
+  std::function<Status(std::span<const std::byte>)> dec;  // a leaf's last reference went
   std::function<Status(std::span<std::byte>)> seal;     // fix pointers inside a value
 };
 

@@ -86,8 +86,14 @@ class MetadataStack {
   ValueTraits traits() {
     ValueTraits t;
     t.size = value_size;
-    t.inc = [this](std::span<const std::byte> v) { ++value_refs_[value_id(v)]; };
-    t.dec = [this](std::span<const std::byte> v) { --value_refs_[value_id(v)]; };
+    t.inc = [this](std::span<const std::byte> v) {
+      ++value_refs_[value_id(v)];
+      return Status::ok();
+    };
+    t.dec = [this](std::span<const std::byte> v) {
+      --value_refs_[value_id(v)];
+      return Status::ok();
+    };
     return t;
   }
 

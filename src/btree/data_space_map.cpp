@@ -1,0 +1,200 @@
+// Paged data reference counts. See data_space_map.h.
+#include "btree/data_space_map.h"
+
+#include <algorithm>
+
+namespace snapstore {
+
+namespace {
+
+constexpr std::uint64_t per_page = counts_per_refcount_page;
+
+std::array<std::byte, data_sm_index_value_size> encode_entry(const BlockPointer& p,
+                                                            std::uint32_t free) {
+  std::array<std::byte, data_sm_index_value_size> v{};
+  encode_pointer(v.data(), p);
+  store_le32(v.data() + 24, free);
+  return v;
+}
+
+}  // namespace
+
+DataSpaceMap::DataSpaceMap(TransactionManager& tm, BlockPointer index_root,
+                           std::uint64_t nr_blocks)
+    : tm_(tm),
+      index_(tm, ValueTraits{data_sm_index_value_size, nullptr, nullptr,
+                             [this](std::span<std::byte> v) { return seal_page(v); }}),
+      index_root_(index_root),
+      nr_blocks_(0) {
+  grow(nr_blocks);
+}
+
+Result<BlockPointer> DataSpaceMap::create_index(TransactionManager& tm) {
+  BTree tree(tm, ValueTraits{data_sm_index_value_size, nullptr, nullptr, nullptr});
+  return tree.create();
+}
+
+std::uint32_t DataSpaceMap::blocks_in_page(std::uint64_t page) const {
+  return static_cast<std::uint32_t>(std::min<std::uint64_t>(per_page, nr_blocks_ - page * per_page));
+}
+
+void DataSpaceMap::grow(std::uint64_t nr_blocks) {
+  if (nr_blocks <= nr_blocks_) return;
+  const std::uint64_t old_pages = pages_.size();
+  const std::uint64_t old_blocks = nr_blocks_;
+  nr_blocks_ = nr_blocks;
+  pages_.resize((nr_blocks + per_page - 1) / per_page, PageEntry{{no_page, 0, 0}, 0});
+  free_total_ += nr_blocks - old_blocks;
+  // The last old page may have grown; new pages start all free.
+  for (std::uint64_t p = old_pages ? old_pages - 1 : 0; p < pages_.size(); ++p) {
+    const std::uint64_t first = p * per_page;
+    const std::uint64_t added_from = std::max(first, old_blocks);
+    const std::uint64_t end = std::min(first + per_page, nr_blocks);
+    if (end > added_from) pages_[p].free += static_cast<std::uint32_t>(end - added_from);
+    dirty_entries_.insert(p);
+  }
+}
+
+Status DataSpaceMap::load() {
+  std::vector<PageEntry> found(pages_.size(), PageEntry{{no_page, 0, 0}, 0});
+  std::uint64_t free_total = 0;
+  Status st = index_.scan(index_root_, 0, ~0ull, [&](std::uint64_t page, std::span<const std::byte> v) {
+    if (page < found.size()) found[page] = {decode_pointer(v.data()), load_le32(v.data() + 24)};
+    return true;
+  });
+  if (!st) return st;
+  for (std::uint64_t p = 0; p < found.size(); ++p) {
+    if (found[p].page.block == no_page) found[p].free = blocks_in_page(p);
+    if (found[p].free > blocks_in_page(p))
+      return corruption("data space map page " + std::to_string(p) + " claims too many free blocks");
+    free_total += found[p].free;
+  }
+  pages_ = std::move(found);
+  free_total_ = free_total;
+  dirty_entries_.clear();
+  return Status::ok();
+}
+
+std::uint64_t DataSpaceMap::nr_free() const {
+  return free_total_ - std::min<std::uint64_t>(free_total_, freed_this_transaction_.size());
+}
+
+Result<std::uint32_t> DataSpaceMap::count(std::uint64_t block) {
+  if (block >= nr_blocks_) return corruption("data block " + std::to_string(block) + " beyond the data space");
+  const PageEntry& e = pages_[block / per_page];
+  if (e.page.block == no_page) return 0u;
+  auto page = tm_.read(e.page);
+  if (!page) return page.status();
+  return load_le32((*page)->bytes + metadata_header_size + (block % per_page) * 4);
+}
+
+Result<MutableBlockRef> DataSpaceMap::writable_page(std::uint64_t page) {
+  PageEntry& e = pages_[page];
+  MutableBlockRef block;
+  if (e.page.block == no_page) {
+    auto fresh = tm_.new_block(metadata_type::refcount_page);
+    if (!fresh) return fresh.status();
+    block = *fresh;
+    set_metadata_type(block->mutable_data(), metadata_type::refcount_page, static_cast<std::uint32_t>(page));
+  } else {
+    auto s = tm_.shadow(e.page);
+    if (!s) return s.status();
+    block = s->block;
+  }
+  e.page = tm_.pointer_to(*block);
+  dirty_entries_.insert(page);
+  return block;
+}
+
+Status DataSpaceMap::adjust(std::uint64_t block, int delta) {
+  if (block >= nr_blocks_) return corruption("data block " + std::to_string(block) + " beyond the data space");
+  const std::uint64_t p = block / per_page;
+  auto page = writable_page(p);
+  if (!page) return page.status();
+  std::byte* slot = (*page)->bytes + metadata_header_size + (block % per_page) * 4;
+  const std::uint32_t before = load_le32(slot);
+  if (delta < 0 && before == 0)
+    return corruption("data block " + std::to_string(block) + " released more often than taken");
+  const std::uint32_t after = before + static_cast<std::uint32_t>(delta);
+  store_le32(slot, after);
+  if (before == 0) {
+    --pages_[p].free;
+    --free_total_;
+  }
+  if (after == 0) {
+    ++pages_[p].free;
+    ++free_total_;
+    freed_this_transaction_.insert(block);
+  }
+  return Status::ok();
+}
+
+Status DataSpaceMap::inc(std::uint64_t block) { return adjust(block, +1); }
+Status DataSpaceMap::dec(std::uint64_t block) { return adjust(block, -1); }
+
+Result<std::vector<std::uint64_t>> DataSpaceMap::allocate(std::size_t want) {
+  std::vector<std::uint64_t> out;
+  const std::uint64_t npages = pages_.size();
+  for (std::uint64_t scanned = 0; scanned <= npages && out.size() < want; ++scanned) {
+    const std::uint64_t p = (cursor_ / per_page + scanned) % npages;
+    if (pages_[p].free == 0) continue;
+    const std::uint64_t start = scanned == 0 ? cursor_ % per_page : 0;
+    BlockRef page_bytes;
+    if (pages_[p].page.block != no_page) {
+      auto page = tm_.read(pages_[p].page);
+      if (!page) return page.status();
+      page_bytes = *page;
+    }
+    for (std::uint64_t i = start; i < blocks_in_page(p) && out.size() < want; ++i) {
+      const std::uint64_t b = p * per_page + i;
+      if (page_bytes && load_le32(page_bytes->bytes + metadata_header_size + i * 4) != 0) continue;
+      if (freed_this_transaction_.count(b)) continue;
+      SNAPSTORE_RETURN_IF_ERROR(inc(b));
+      // inc() may have moved the page (shadowing): read counts from the current copy.
+      auto current = tm_.read(pages_[p].page);
+      if (!current) return current.status();
+      page_bytes = *current;
+      out.push_back(b);
+      cursor_ = b + 1;
+    }
+  }
+  if (out.empty()) return no_space("no free data blocks");
+  return out;
+}
+
+Status DataSpaceMap::flush_index() {
+  std::vector<std::uint64_t> pages(dirty_entries_.begin(), dirty_entries_.end());
+  std::sort(pages.begin(), pages.end());
+  for (std::uint64_t p : pages) {
+    if (pages_[p].page.block == no_page) continue;
+    auto root = index_.insert(index_root_, p, encode_entry(pages_[p].page, pages_[p].free));
+    if (!root) return root.status();
+    index_root_ = *root;
+  }
+  dirty_entries_.clear();
+  return Status::ok();
+}
+
+Status DataSpaceMap::seal_page(std::span<std::byte> value) {
+  BlockPointer p = decode_pointer(value.data());
+  MutableBlockRef page = tm_.blocks().dirty_block(p.block);
+  if (!page) return Status::ok();
+  const std::uint64_t number = read_header(page->data()).extra;
+  if (number >= pages_.size()) return corruption("refcount page with a bad page number");
+  p.checksum = seal_metadata_block(page->mutable_data(), p.block, tm_.generation());
+  p.generation = tm_.generation();
+  encode_pointer(value.data(), p);
+  pages_[number].page = p;
+  return Status::ok();
+}
+
+Result<BlockPointer> DataSpaceMap::seal() {
+  auto root = index_.seal(index_root_);
+  if (!root) return root.status();
+  index_root_ = *root;
+  return index_root_;
+}
+
+void DataSpaceMap::end_transaction() { freed_this_transaction_.clear(); }
+
+}  // namespace snapstore

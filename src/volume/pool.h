@@ -1,0 +1,163 @@
+// Pool: the exception store. Volumes, their mapping trees and the data they point to,
+// over the persistent-data layers, in one pool on one or more devices.
+//
+// Invariants:
+//  1. Data is written out of place (redirect-on-write): a write goes to a newly
+//     allocated data block and only then is the mapping switched, so a crash leaves
+//     either the old block (still intact, still matching its checksum) or the new one.
+//  2. A data block released in the open transaction is not reused before it commits, and
+//     a reader that looked a block up holds the metadata lock until its data I/O is done,
+//     so no commit can recycle a block under a read.
+//  3. commit() writes everything the transaction changed, flushes, then writes the
+//     superblock and flushes again. Concurrent flushes share one commit. If a commit
+//     fails the pool turns read-only for good (failure() says why) and writes nothing more.
+//  4. Writes that need space fail with no_space when the pool is full; reads, flushes and
+//     unmaps go on working, and unmapping gives space back. Device space for one more
+//     metadata chunk and a reserve of metadata blocks are kept so that a commit, and an
+//     unmap after ENOSPC, can always complete.
+//  5. Locking: one reader/writer metadata lock (lookups and data reads shared; space map
+//     and tree changes exclusive), plus striped locks that order concurrent writes to the
+//     same block region so read-modify-write of partial blocks never loses an update.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+
+#include "btree/data_space_map.h"
+#include "snapstore/volume.h"
+#include "volume/volume_record.h"
+
+namespace snapstore {
+
+struct FormatOptions {
+  std::uint64_t origin_size = 0;       // bytes; the origin volume's size (0: the devices')
+  std::uint32_t data_block_size = 4096;
+  profile metadata_profile = profile::dup;
+  profile data_profile = profile::single;
+};
+
+struct PoolOptions {
+  std::uint64_t cache_bytes = 64ull << 20;
+  std::chrono::milliseconds commit_interval{1000};
+  bool read_only = false;
+};
+
+struct PoolStats {
+  std::uint64_t generation = 0;
+  std::uint32_t data_block_size = 0;
+  std::uint64_t data_blocks = 0, data_blocks_free = 0;
+  std::uint64_t metadata_blocks = 0, metadata_blocks_free = 0;
+  std::uint64_t device_bytes = 0, unallocated_bytes = 0;
+  CacheStats cache;
+  ChunkMapStats copies;
+  std::uint64_t commits = 0;
+  std::string failure;  // empty unless the pool turned read-only after a failed commit
+};
+
+class Pool {
+ public:
+  static Status format(const std::vector<BlockDevicePtr>& devices, const FormatOptions& options);
+  static Result<std::unique_ptr<Pool>> open(std::vector<BlockDevicePtr> devices,
+                                            const PoolOptions& options);
+  ~Pool();
+  // Commits and stops background work. Returns the commit's status.
+  Status close();
+
+  std::vector<VolumeRecord> volumes() const;
+  Result<VolumeRecord> find_volume(std::string_view name) const;
+  std::uint32_t data_block_size() const { return superblock_.data_block_size; }
+  bool read_only() const { return options_.read_only || !failure().is_ok(); }
+  Status failure() const;
+  PoolStats stats();
+
+  // Volume I/O. The caller (PoolVolume) has checked ranges against the volume's size.
+  Status read(std::uint64_t volume, std::uint64_t offset, std::span<std::byte> out);
+  Status write(std::uint64_t volume, std::uint64_t offset, std::span<const std::byte> data,
+               bool fua);
+  Status unmap(std::uint64_t volume, std::uint64_t offset, std::uint64_t length, bool fua);
+  Status write_zeroes(std::uint64_t volume, std::uint64_t offset, std::uint64_t length, bool fua);
+  Result<std::vector<Extent>> block_status(std::uint64_t volume, std::uint64_t offset,
+                                           std::uint64_t length);
+  Status flush();
+
+  // For the checker and tests.
+  TransactionManager& transaction_manager() { return *tm_; }
+  ChunkMap& chunk_map() { return *chunks_; }
+  const Superblock& superblock() const { return superblock_; }
+
+ private:
+  Pool(std::vector<BlockDevicePtr> devices, PoolOptions options);
+  Status load(const Superblock& sb);
+  Status init_fresh(const Superblock& sb, const FormatOptions& options);
+  void start_timer();
+
+  struct VolumeState {
+    VolumeRecord record;
+    bool dirty = false;  // mapping root or record changed in the open transaction
+  };
+  struct Mapped {
+    std::uint64_t block;  // volume block number
+    MappingValue value;
+  };
+
+  Status check_writable() const;
+  Result<VolumeState*> volume_state(std::uint64_t id);
+  Status commit_locked();
+  Status fail(Status why);
+  Status grow_metadata();
+  Status grow_data();
+  Result<std::vector<std::uint64_t>> allocate_data(std::size_t count);
+  Status release_data(const std::vector<std::uint64_t>& blocks);
+  Status lookup_range(VolumeState& v, std::uint64_t first, std::uint64_t count,
+                      std::vector<Mapped>& out);
+  Status read_blocks_locked(VolumeState& v, std::uint64_t first, std::uint64_t count,
+                            std::byte* out);
+  Status write_blocks(std::uint64_t volume, std::uint64_t first, std::span<const std::byte> data);
+  Status write_data_runs(const std::vector<std::uint64_t>& blocks, std::span<const std::byte> data);
+  Status remap(std::uint64_t volume, std::uint64_t first, const std::vector<std::uint64_t>& blocks,
+               std::span<const std::byte> data);
+  Status commit_if_needed(bool fua);
+  struct RegionGuard {
+    std::unique_lock<std::mutex> first, second;
+  };
+  std::mutex& region_mutex(std::uint64_t volume, std::uint64_t block);
+  RegionGuard lock_regions(std::uint64_t volume, std::uint64_t first, std::uint64_t last);
+  Status write_partial(std::uint64_t volume, std::uint64_t offset, std::span<const std::byte> data);
+
+  std::vector<BlockDevicePtr> devices_;
+  PoolOptions options_;
+  Superblock superblock_;
+  std::unique_ptr<ChunkMap> chunks_;
+  std::unique_ptr<BlockManager> blocks_;
+  std::unique_ptr<MetadataSpaceMap> metadata_sm_;
+  std::unique_ptr<TransactionManager> tm_;
+  std::unique_ptr<DataSpaceMap> data_sm_;
+  std::unique_ptr<BTree> mappings_;
+  std::unique_ptr<BTree> volume_table_;
+  BlockPointer volume_table_root_;
+  std::map<std::uint64_t, VolumeState> volumes_;
+
+  mutable std::shared_mutex meta_mutex_;
+  std::mutex commit_mutex_;
+  std::atomic<bool> dirty_{false};
+  std::atomic<std::uint64_t> flush_requests_{0};
+  std::uint64_t flushes_covered_ = 0;
+  std::uint64_t commits_ = 0;
+  mutable std::mutex failure_mutex_;
+  Status failure_;
+  std::array<std::mutex, 64> region_locks_;
+
+  std::mutex timer_mutex_;
+  std::condition_variable timer_cv_;
+  bool stopping_ = false;
+  std::thread timer_;
+};
+
+}  // namespace snapstore

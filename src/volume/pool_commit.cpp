@@ -1,0 +1,81 @@
+// Commit: the two-phase write of a transaction, and group commit. See pool.h, invariant 3.
+#include <spdlog/spdlog.h>
+
+#include "volume/pool.h"
+
+namespace snapstore {
+
+Status Pool::flush() {
+  if (options_.read_only) return Status::ok();
+  const std::uint64_t ticket = ++flush_requests_;
+  std::lock_guard commit_lock(commit_mutex_);
+  SNAPSTORE_RETURN_IF_ERROR(failure());
+  if (flushes_covered_ >= ticket) return Status::ok();  // a commit that began later covered it
+  const std::uint64_t covering = flush_requests_.load();
+  Status st = commit_locked();
+  if (st) flushes_covered_ = covering;
+  return st;
+}
+
+Status Pool::commit_locked() {
+  std::unique_lock meta(meta_mutex_);
+  if (!dirty_) return Status::ok();
+  const std::uint64_t gen = tm_->generation();
+  // Phase 0: fold in-memory state into trees, then seal every tree bottom-up.
+  Status st = data_sm_->flush_index();
+  for (auto& [id, v] : volumes_) {
+    if (!st || !v.dirty) continue;
+    auto root = mappings_->seal(v.record.mapping);
+    if (!root) {
+      st = root.status();
+      break;
+    }
+    v.record.mapping = *root;
+    auto vt = volume_table_->insert(volume_table_root_, id, encode_volume_record(v.record));
+    if (!vt) st = vt.status();
+    else volume_table_root_ = *vt;
+  }
+  Result<BlockPointer> vt_root = st ? volume_table_->seal(volume_table_root_) : Result<BlockPointer>(st);
+  Result<BlockPointer> dsm_root = vt_root ? data_sm_->seal() : Result<BlockPointer>(vt_root.status());
+  Result<std::vector<SmIndexPointer>> msm_index =
+      dsm_root ? metadata_sm_->commit(*blocks_, gen) : Result<std::vector<SmIndexPointer>>(dsm_root.status());
+  if (!msm_index) return fail(msm_index.status());
+  // Phase 1: every block of the transaction, then a flush.
+  if (Status w = blocks_->write_dirty(); !w) return fail(w);
+  if (Status f = chunks_->flush(); !f) return fail(f);
+  // Phase 2: the superblock that names it all, then a flush.
+  Superblock sb = superblock_;
+  sb.generation = gen;
+  sb.volume_table = *vt_root;
+  sb.data_sm_index = *dsm_root;
+  sb.metadata_sm_index = *msm_index;
+  sb.chunks = chunks_->chunks();
+  for (std::uint32_t d = 0; d < devices_.size(); ++d) {
+    Superblock copy = sb;
+    copy.slot = static_cast<std::uint32_t>(gen % 2);
+    copy.device_index = d;
+    copy.device_uuid = sb.devices[d].uuid;
+    copy.device_size = devices_[d]->size();
+    auto bytes = encode_superblock(copy);
+    if (!bytes) return fail(bytes.status());
+    if (Status w = devices_[d]->write(superblock_slot_offset[copy.slot], *bytes); !w) return fail(w);
+  }
+  if (Status f = chunks_->flush(); !f) return fail(f);
+  // Committed: what this transaction freed may now be reused.
+  superblock_ = sb;
+  volume_table_root_ = *vt_root;
+  for (auto& [id, v] : volumes_) v.dirty = false;
+  metadata_sm_->end_transaction();
+  data_sm_->end_transaction();
+  tm_->set_generation(gen + 1);
+  dirty_ = false;
+  ++commits_;
+  // Keep a metadata chunk's worth of headroom where the devices allow it.
+  if (metadata_sm_->nr_free() < metadata_sm_->reserve() * 2 &&
+      chunks_->can_allocate(superblock_.metadata_profile)) {
+    if (Status g = grow_metadata(); !g) spdlog::warn("cannot grow metadata space: {}", g.message());
+  }
+  return Status::ok();
+}
+
+}  // namespace snapstore

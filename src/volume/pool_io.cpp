@@ -1,0 +1,323 @@
+// Volume I/O on the pool: lookups, redirect-on-write, unmapping. See pool.h.
+#include <algorithm>
+#include <cstring>
+
+#include "volume/pool.h"
+
+namespace snapstore {
+
+namespace {
+
+constexpr std::uint64_t blocks_per_region = 256;
+
+}  // namespace
+
+Status Pool::check_writable() const {
+  if (options_.read_only) return read_only_error("the pool is open read-only");
+  return failure();
+}
+
+Result<Pool::VolumeState*> Pool::volume_state(std::uint64_t id) {
+  auto it = volumes_.find(id);
+  if (it == volumes_.end()) return not_found("volume " + std::to_string(id) + " does not exist");
+  return &it->second;
+}
+
+std::mutex& Pool::region_mutex(std::uint64_t volume, std::uint64_t block) {
+  const std::uint64_t h = (volume * 0x9e3779b97f4a7c15ull) ^ (block / blocks_per_region);
+  return region_locks_[h % region_locks_.size()];
+}
+
+// Locks the regions of the first and last block of a request, in a fixed order.
+Pool::RegionGuard Pool::lock_regions(std::uint64_t volume, std::uint64_t first, std::uint64_t last) {
+  std::mutex* a = &region_mutex(volume, first);
+  std::mutex* b = &region_mutex(volume, last);
+  if (a > b) std::swap(a, b);
+  RegionGuard g;
+  g.first = std::unique_lock(*a);
+  if (b != a) g.second = std::unique_lock(*b);
+  return g;
+}
+
+Status Pool::lookup_range(VolumeState& v, std::uint64_t first, std::uint64_t count,
+                          std::vector<Mapped>& out) {
+  out.clear();
+  return mappings_->scan(v.record.mapping, first, first + count,
+                         [&](std::uint64_t key, std::span<const std::byte> value) {
+                           out.push_back({key, decode_mapping(value)});
+                           return true;
+                         });
+}
+
+// Reads whole blocks [first, first + count) of a volume into out; the caller holds the
+// metadata lock (shared) across the data reads (invariant 2).
+Status Pool::read_blocks_locked(VolumeState& v, std::uint64_t first, std::uint64_t count,
+                                std::byte* out) {
+  const std::uint32_t bs = superblock_.data_block_size;
+  std::vector<Mapped> mapped;
+  SNAPSTORE_RETURN_IF_ERROR(lookup_range(v, first, count, mapped));
+  std::uint64_t next = first;  // first block not yet filled
+  std::size_t i = 0;
+  while (i < mapped.size()) {
+    // A run of mapped blocks whose data blocks are consecutive and inside one chunk.
+    std::size_t j = i + 1;
+    const std::uint64_t per_chunk = chunks_->chunk_size() / bs;
+    while (j < mapped.size() && mapped[j].block == mapped[j - 1].block + 1 &&
+           mapped[j].value.data_block == mapped[j - 1].value.data_block + 1 &&
+           mapped[j].value.data_block % per_chunk != 0)
+      ++j;
+    const std::uint64_t start = mapped[i].block;
+    std::memset(out + (next - first) * bs, 0, (start - next) * bs);
+    std::span<std::byte> dest(out + (start - first) * bs, (j - i) * bs);
+    Status st = chunks_->read(space::data, mapped[i].value.data_block * bs, dest,
+                              [&](std::span<const std::byte> bytes) {
+                                for (std::size_t k = i; k < j; ++k)
+                                  if (data_checksum(bytes.subspan((k - i) * bs, bs)) !=
+                                      mapped[k].value.checksum)
+                                    return false;
+                                return true;
+                              });
+    if (!st) {
+      if (st.code() == errc::corruption)
+        return corruption("data of volume '" + v.record.name + "' at block " +
+                          std::to_string(start) + " fails its checksum on every copy");
+      return st;
+    }
+    next = start + (j - i);
+    i = j;
+  }
+  std::memset(out + (next - first) * bs, 0, (first + count - next) * bs);
+  return Status::ok();
+}
+
+Status Pool::read(std::uint64_t volume, std::uint64_t offset, std::span<std::byte> out) {
+  const std::uint32_t bs = superblock_.data_block_size;
+  const std::uint64_t first = offset / bs;
+  const std::uint64_t last = (offset + out.size() - 1) / bs;
+  const std::uint64_t count = last - first + 1;
+  std::shared_lock meta(meta_mutex_);
+  auto v = volume_state(volume);
+  if (!v) return v.status();
+  if (offset % bs == 0 && out.size() % bs == 0)
+    return read_blocks_locked(**v, first, count, out.data());
+  std::vector<std::byte> whole(count * bs);
+  SNAPSTORE_RETURN_IF_ERROR(read_blocks_locked(**v, first, count, whole.data()));
+  std::memcpy(out.data(), whole.data() + offset % bs, out.size());
+  return Status::ok();
+}
+
+Result<std::vector<std::uint64_t>> Pool::allocate_data(std::size_t count) {
+  std::vector<std::uint64_t> got;
+  while (got.size() < count) {
+    if (data_sm_->nr_free() == 0 && !grow_data().is_ok()) break;
+    auto more = data_sm_->allocate(count - got.size());
+    if (!more) {
+      if (more.status().code() != errc::no_space) {
+        (void)release_data(got);
+        return more.status();
+      }
+      if (!grow_data().is_ok()) break;
+      continue;
+    }
+    got.insert(got.end(), more->begin(), more->end());
+  }
+  if (got.size() < count) {
+    (void)release_data(got);
+    return no_space("the pool is full");
+  }
+  dirty_ = true;
+  return got;
+}
+
+Status Pool::release_data(const std::vector<std::uint64_t>& blocks) {
+  for (std::uint64_t b : blocks) SNAPSTORE_RETURN_IF_ERROR(data_sm_->dec(b));
+  return Status::ok();
+}
+
+// Writes data to freshly allocated blocks, one device write per run of consecutive blocks.
+Status Pool::write_data_runs(const std::vector<std::uint64_t>& blocks,
+                             std::span<const std::byte> data) {
+  const std::uint32_t bs = superblock_.data_block_size;
+  const std::uint64_t per_chunk = chunks_->chunk_size() / bs;
+  std::size_t i = 0;
+  while (i < blocks.size()) {
+    std::size_t j = i + 1;
+    while (j < blocks.size() && blocks[j] == blocks[j - 1] + 1 && blocks[j] % per_chunk != 0) ++j;
+    SNAPSTORE_RETURN_IF_ERROR(
+        chunks_->write(space::data, blocks[i] * bs, data.subspan(i * bs, (j - i) * bs)));
+    i = j;
+  }
+  return Status::ok();
+}
+
+// Points blocks [first, ...) of the volume at the new data blocks and releases the old ones.
+Status Pool::remap(std::uint64_t volume, std::uint64_t first, const std::vector<std::uint64_t>& blocks,
+                   std::span<const std::byte> data) {
+  const std::uint32_t bs = superblock_.data_block_size;
+  std::vector<std::uint64_t> sums(blocks.size());
+  for (std::size_t i = 0; i < blocks.size(); ++i) sums[i] = data_checksum(data.subspan(i * bs, bs));
+  std::unique_lock meta(meta_mutex_);
+  auto v = volume_state(volume);
+  if (!v) return v.status();
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    std::array<std::byte, mapping_value_size> old{};
+    bool replaced = false;
+    auto root = mappings_->insert((*v)->record.mapping, first + i,
+                                  encode_mapping({blocks[i], sums[i]}), old, &replaced);
+    if (!root) return fail(root.status());  // the tree may be half-changed: stop writing
+    (*v)->record.mapping = *root;
+    if (replaced) SNAPSTORE_RETURN_IF_ERROR(data_sm_->dec(decode_mapping(old).data_block));
+  }
+  (*v)->dirty = true;
+  dirty_ = true;
+  return Status::ok();
+}
+
+// Writes whole blocks: allocate, write the data out of place, then switch the mapping.
+Status Pool::write_blocks(std::uint64_t volume, std::uint64_t first, std::span<const std::byte> data) {
+  const std::size_t count = data.size() / superblock_.data_block_size;
+  std::vector<std::uint64_t> blocks;
+  {
+    std::unique_lock meta(meta_mutex_);
+    auto got = allocate_data(count);
+    if (!got) return got.status();
+    blocks = std::move(got).value();
+  }
+  Status io = write_data_runs(blocks, data);
+  if (!io) {
+    std::unique_lock meta(meta_mutex_);
+    (void)release_data(blocks);
+    return io;
+  }
+  return remap(volume, first, blocks, data);
+}
+
+Status Pool::commit_if_needed(bool fua) {
+  if (fua) return flush();
+  if (blocks_->dirty_count() * 2 > blocks_->capacity_blocks()) return flush();
+  return Status::ok();
+}
+
+Status Pool::write(std::uint64_t volume, std::uint64_t offset, std::span<const std::byte> data,
+                   bool fua) {
+  SNAPSTORE_RETURN_IF_ERROR(check_writable());
+  {
+    const std::uint32_t bs = superblock_.data_block_size;
+    const std::uint64_t first = offset / bs;
+    const std::uint64_t last = (offset + data.size() - 1) / bs;
+    RegionGuard guard = lock_regions(volume, first, last);
+    if (offset % bs == 0 && data.size() % bs == 0) {
+      SNAPSTORE_RETURN_IF_ERROR(write_blocks(volume, first, data));
+    } else {
+      SNAPSTORE_RETURN_IF_ERROR(write_partial(volume, offset, data));
+    }
+  }
+  return commit_if_needed(fua);
+}
+
+// A write that starts or ends inside a block: read the old edges, merge, write whole blocks.
+Status Pool::write_partial(std::uint64_t volume, std::uint64_t offset,
+                           std::span<const std::byte> data) {
+  const std::uint32_t bs = superblock_.data_block_size;
+  const std::uint64_t first = offset / bs;
+  const std::uint64_t last = (offset + data.size() - 1) / bs;
+  const std::uint64_t count = last - first + 1;
+  std::vector<std::byte> merged(count * bs);
+  {
+    std::shared_lock meta(meta_mutex_);
+    auto v = volume_state(volume);
+    if (!v) return v.status();
+    SNAPSTORE_RETURN_IF_ERROR(read_blocks_locked(**v, first, 1, merged.data()));
+    if (count > 1)
+      SNAPSTORE_RETURN_IF_ERROR(read_blocks_locked(**v, last, 1, merged.data() + (count - 1) * bs));
+  }
+  std::memcpy(merged.data() + offset % bs, data.data(), data.size());
+  return write_blocks(volume, first, merged);
+}
+
+Status Pool::unmap(std::uint64_t volume, std::uint64_t offset, std::uint64_t length, bool fua) {
+  SNAPSTORE_RETURN_IF_ERROR(check_writable());
+  const std::uint32_t bs = superblock_.data_block_size;
+  const std::uint64_t end = offset + length;
+  const std::uint64_t whole_first = (offset + bs - 1) / bs;
+  const std::uint64_t whole_end = end / bs;
+  {
+    RegionGuard guard = lock_regions(volume, offset / bs, (end - 1) / bs);
+    // Partial edge blocks are zeroed in place (they keep their other bytes).
+    const std::uint64_t head_end = std::min(end, whole_first * bs);
+    if (offset < head_end) {
+      std::vector<std::byte> zeroes(head_end - offset);
+      SNAPSTORE_RETURN_IF_ERROR(write_partial(volume, offset, zeroes));
+    }
+    const std::uint64_t tail_start = std::max(offset, whole_end * bs);
+    if (tail_start < end && tail_start >= head_end) {
+      std::vector<std::byte> zeroes(end - tail_start);
+      SNAPSTORE_RETURN_IF_ERROR(write_partial(volume, tail_start, zeroes));
+    }
+    if (whole_first < whole_end) {
+      std::unique_lock meta(meta_mutex_);
+      auto v = volume_state(volume);
+      if (!v) return v.status();
+      Status released = Status::ok();
+      auto root = mappings_->remove_range(
+          (*v)->record.mapping, whole_first, whole_end,
+          [&](std::uint64_t, std::span<const std::byte> value) {
+            if (released) released = data_sm_->dec(decode_mapping(value).data_block);
+          });
+      if (!root) return fail(root.status());
+      (*v)->record.mapping = *root;
+      (*v)->dirty = true;
+      dirty_ = true;
+      if (!released) return fail(released);
+    }
+  }
+  return commit_if_needed(fua);
+}
+
+Status Pool::write_zeroes(std::uint64_t volume, std::uint64_t offset, std::uint64_t length,
+                          bool fua) {
+  SNAPSTORE_RETURN_IF_ERROR(check_writable());
+  const std::uint64_t step_max = 8ull << 20;
+  const std::vector<std::byte> zeroes(std::min(length, step_max));
+  for (std::uint64_t done = 0; done < length;) {
+    const std::uint64_t step = std::min(length - done, step_max);
+    SNAPSTORE_RETURN_IF_ERROR(write(volume, offset + done, {zeroes.data(), step}, false));
+    done += step;
+  }
+  return commit_if_needed(fua);
+}
+
+Result<std::vector<Extent>> Pool::block_status(std::uint64_t volume, std::uint64_t offset,
+                                               std::uint64_t length) {
+  const std::uint32_t bs = superblock_.data_block_size;
+  const std::uint64_t end = offset + length;
+  const std::uint64_t first = offset / bs;
+  const std::uint64_t last = (end - 1) / bs;
+  std::vector<Mapped> mapped;
+  {
+    std::shared_lock meta(meta_mutex_);
+    auto v = volume_state(volume);
+    if (!v) return v.status();
+    SNAPSTORE_RETURN_IF_ERROR(lookup_range(**v, first, last - first + 1, mapped));
+  }
+  std::vector<Extent> extents;
+  auto add = [&](std::uint64_t from, std::uint64_t to, std::uint32_t flags) {
+    from = std::max(from, offset);
+    to = std::min(to, end);
+    if (from >= to) return;
+    if (!extents.empty() && extents.back().flags == flags)
+      extents.back().length += to - from;
+    else
+      extents.push_back({to - from, flags});
+  };
+  std::uint64_t pos = first;
+  for (const Mapped& m : mapped) {
+    add(pos * bs, m.block * bs, extent_hole | extent_zero);
+    add(m.block * bs, (m.block + 1) * bs, 0);
+    pos = m.block + 1;
+  }
+  add(pos * bs, end, extent_hole | extent_zero);
+  return extents;
+}
+
+}  // namespace snapstore

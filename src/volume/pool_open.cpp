@@ -1,0 +1,299 @@
+// Pool life cycle: format, open, background commits, close. See pool.h.
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <random>
+
+#include "volume/pool.h"
+
+namespace snapstore {
+
+namespace {
+
+constexpr std::uint64_t min_device_size = 8ull << 20;
+
+std::uint64_t choose_chunk_size(std::uint64_t total) {
+  std::uint64_t size = 1ull << 20;
+  while (size * 2 <= total / 64 && size < (1ull << 30)) size *= 2;
+  return size;
+}
+
+Uuid random_uuid() {
+  std::random_device rd;
+  Uuid u;
+  for (auto& b : u) b = static_cast<std::uint8_t>(rd());
+  u[6] = static_cast<std::uint8_t>((u[6] & 0x0f) | 0x40);
+  u[8] = static_cast<std::uint8_t>((u[8] & 0x3f) | 0x80);
+  return u;
+}
+
+std::uint64_t now_ns() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+// Reads both slots of a device; the valid one with the highest generation wins.
+Result<Superblock> read_superblock(BlockDevice& device) {
+  std::vector<std::byte> bytes(superblock_size);
+  std::optional<Superblock> best;
+  Status first_error;
+  bool foreign = true;
+  for (std::uint32_t slot = 0; slot < 2; ++slot) {
+    if (device.size() < superblock_slot_offset[slot] + superblock_size) break;
+    Status io = device.read(superblock_slot_offset[slot], bytes);
+    if (!io) return io;
+    auto sb = decode_superblock(bytes, slot);
+    if (!sb) {
+      if (sb.status().code() != errc::invalid_argument) foreign = false;
+      if (sb.status().code() == errc::not_supported) return sb.status();
+      if (first_error.is_ok()) first_error = sb.status();
+      continue;
+    }
+    foreign = false;
+    if (!best || sb->generation > best->generation) best = std::move(sb).value();
+  }
+  if (best) return *best;
+  if (foreign) return invalid_argument(device.name() + " is not a snapstore pool");
+  return corruption(device.name() + ": no valid superblock (" + first_error.message() + ")");
+}
+
+}  // namespace
+
+Pool::Pool(std::vector<BlockDevicePtr> devices, PoolOptions options)
+    : devices_(std::move(devices)), options_(options) {}
+
+Pool::~Pool() {
+  Status st = close();
+  if (!st) spdlog::error("pool close: {}", st.to_string());
+}
+
+Status Pool::format(const std::vector<BlockDevicePtr>& devices, const FormatOptions& options) {
+  if (devices.empty() || devices.size() > max_devices)
+    return invalid_argument("a pool has 1 to 32 devices");
+  const std::uint32_t bs = options.data_block_size;
+  if (bs < 4096 || bs > (1u << 20) || (bs & (bs - 1)) != 0)
+    return invalid_argument("the data block size must be a power of two from 4 KiB to 1 MiB");
+  std::uint64_t total = 0;
+  Superblock sb;
+  for (const auto& d : devices) {
+    if (d->size() < min_device_size)
+      return invalid_argument(d->name() + " is too small for a pool (at least 8 MiB)");
+    total += d->size();
+    sb.devices.push_back({random_uuid(), d->size()});
+  }
+  sb.pool_uuid = random_uuid();
+  sb.data_block_size = bs;
+  sb.chunk_size = std::max<std::uint64_t>(choose_chunk_size(total), bs);
+  sb.metadata_profile = options.metadata_profile;
+  sb.data_profile = options.data_profile;
+  sb.created = now_ns() / 1000000000;
+  const std::vector<std::byte> zeroes(superblock_size);
+  for (const auto& d : devices)  // an old pool's superblocks must not outlive the format
+    for (std::uint64_t slot_offset : superblock_slot_offset)
+      SNAPSTORE_RETURN_IF_ERROR(d->write(slot_offset, zeroes));
+  Pool pool(devices, PoolOptions{});
+  FormatOptions resolved = options;
+  if (resolved.origin_size == 0) resolved.origin_size = total;
+  SNAPSTORE_RETURN_IF_ERROR(pool.init_fresh(sb, resolved));
+  return pool.close();
+}
+
+Result<std::unique_ptr<Pool>> Pool::open(std::vector<BlockDevicePtr> devices,
+                                         const PoolOptions& options) {
+  if (devices.empty()) return invalid_argument("no devices");
+  auto sb = read_superblock(*devices[0]);
+  if (!sb) return sb.status();
+  if (sb->devices.size() != devices.size())
+    return invalid_argument("the pool has " + std::to_string(sb->devices.size()) +
+                            " devices; " + std::to_string(devices.size()) + " were given");
+  for (std::size_t i = 0; i < devices.size(); ++i)
+    if (devices[i]->size() < sb->devices[i].size)
+      return corruption(devices[i]->name() + " is smaller than the pool expects (truncated?)");
+  PoolOptions opts = options;
+  if (sb->ro_compat_features & ~known_ro_compat_features) {
+    spdlog::warn("pool has features this snapstored can only read; opening read-only");
+    opts.read_only = true;
+  }
+  std::unique_ptr<Pool> pool(new Pool(std::move(devices), opts));
+  SNAPSTORE_RETURN_IF_ERROR(pool->load(*sb));
+  if (!opts.read_only) pool->start_timer();
+  return pool;
+}
+
+Status Pool::init_fresh(const Superblock& sb, const FormatOptions& options) {
+  superblock_ = sb;
+  superblock_.generation = 0;
+  chunks_ = std::make_unique<ChunkMap>(devices_, sb.chunk_size, std::vector<Chunk>{});
+  SNAPSTORE_RETURN_IF_ERROR(chunks_->allocate_chunk(space::metadata, sb.metadata_profile));
+  SNAPSTORE_RETURN_IF_ERROR(chunks_->allocate_chunk(space::data, sb.data_profile));
+  blocks_ = std::make_unique<BlockManager>(*chunks_, options_.cache_bytes);
+  metadata_sm_ = std::make_unique<MetadataSpaceMap>(
+      chunks_->space_bytes(space::metadata) / metadata_block_size);
+  tm_ = std::make_unique<TransactionManager>(*blocks_, *metadata_sm_, [this] { return grow_metadata(); }, 1);
+  auto dsm_root = DataSpaceMap::create_index(*tm_);
+  if (!dsm_root) return dsm_root.status();
+  data_sm_ = std::make_unique<DataSpaceMap>(*tm_, *dsm_root,
+                                            chunks_->space_bytes(space::data) / sb.data_block_size);
+  SNAPSTORE_RETURN_IF_ERROR(load(superblock_));
+  VolumeRecord origin;
+  origin.id = superblock_.next_volume_id++;
+  origin.name = "origin";
+  origin.size = options.origin_size / sb.data_block_size * sb.data_block_size;
+  origin.created_ns = now_ns();
+  origin.generation = 1;
+  auto root = mappings_->create();
+  if (!root) return root.status();
+  origin.mapping = *root;
+  volumes_[origin.id] = {origin, true};
+  dirty_ = true;
+  return Status::ok();
+}
+
+// Builds the in-memory state from a superblock; a fresh pool has its parts already.
+Status Pool::load(const Superblock& sb) {
+  superblock_ = sb;
+  if (!chunks_) {
+    chunks_ = std::make_unique<ChunkMap>(devices_, sb.chunk_size, sb.chunks);
+    blocks_ = std::make_unique<BlockManager>(*chunks_, options_.cache_bytes);
+    auto msm = MetadataSpaceMap::load(*blocks_, sb.metadata_sm_index,
+                                      chunks_->space_bytes(space::metadata) / metadata_block_size);
+    if (!msm) return msm.status();
+    metadata_sm_ = std::make_unique<MetadataSpaceMap>(std::move(msm).value());
+    tm_ = std::make_unique<TransactionManager>(*blocks_, *metadata_sm_,
+                                               [this] { return grow_metadata(); }, sb.generation + 1);
+    data_sm_ = std::make_unique<DataSpaceMap>(
+        *tm_, sb.data_sm_index, chunks_->space_bytes(space::data) / sb.data_block_size);
+    SNAPSTORE_RETURN_IF_ERROR(data_sm_->load());
+  }
+  const std::uint64_t nr = metadata_sm_->nr_blocks();
+  metadata_sm_->set_reserve(std::clamp<std::uint64_t>(nr / 16, 32, 1024));
+  DataSpaceMap* dsm = data_sm_.get();
+  mappings_ = std::make_unique<BTree>(
+      *tm_, ValueTraits{mapping_value_size,
+                        [dsm](std::span<const std::byte> v) { return dsm->inc(decode_mapping(v).data_block); },
+                        [dsm](std::span<const std::byte> v) { return dsm->dec(decode_mapping(v).data_block); },
+                        nullptr});
+  TransactionManager* tm = tm_.get();
+  volume_table_ = std::make_unique<BTree>(
+      *tm_, ValueTraits{volume_record_size,
+                        [tm](std::span<const std::byte> v) {
+                          tm->inc(decode_pointer(v.data()).block);
+                          return Status::ok();
+                        },
+                        nullptr, nullptr});
+  if (sb.generation == 0) {  // fresh: no tables on disk yet
+    auto root = volume_table_->create();
+    if (!root) return root.status();
+    volume_table_root_ = *root;
+    return Status::ok();
+  }
+  volume_table_root_ = sb.volume_table;
+  Status decoded = Status::ok();
+  Status st = volume_table_->scan(volume_table_root_, 0, ~0ull,
+                                  [&](std::uint64_t id, std::span<const std::byte> v) {
+                                    auto r = decode_volume_record(id, v);
+                                    if (!r) {
+                                      decoded = r.status();
+                                      return false;
+                                    }
+                                    volumes_[id] = {*r, false};
+                                    return true;
+                                  });
+  if (!st) return st;
+  return decoded;
+}
+
+void Pool::start_timer() {
+  timer_ = std::thread([this] {
+    std::unique_lock lock(timer_mutex_);
+    while (!stopping_) {
+      timer_cv_.wait_for(lock, options_.commit_interval);
+      if (stopping_) break;
+      lock.unlock();
+      if (dirty_ && failure().is_ok()) {
+        Status st = flush();
+        if (!st) spdlog::error("background commit failed: {}", st.to_string());
+      }
+      lock.lock();
+    }
+  });
+}
+
+Status Pool::close() {
+  {
+    std::lock_guard lock(timer_mutex_);
+    stopping_ = true;
+  }
+  timer_cv_.notify_all();
+  if (timer_.joinable()) timer_.join();
+  if (options_.read_only || !failure().is_ok() || !dirty_) return failure();
+  return flush();
+}
+
+Status Pool::failure() const {
+  std::lock_guard lock(failure_mutex_);
+  return failure_;
+}
+
+Status Pool::fail(Status why) {
+  {
+    std::lock_guard lock(failure_mutex_);
+    if (failure_.is_ok()) {
+      failure_ = Status(why.code(), "pool is read-only after a failed commit: " + why.message());
+      spdlog::critical("{}", failure_.message());
+    }
+  }
+  return why;
+}
+
+Status Pool::grow_metadata() {
+  SNAPSTORE_RETURN_IF_ERROR(chunks_->allocate_chunk(space::metadata, superblock_.metadata_profile));
+  const std::uint64_t nr = chunks_->space_bytes(space::metadata) / metadata_block_size;
+  metadata_sm_->grow(nr);
+  metadata_sm_->set_reserve(std::clamp<std::uint64_t>(nr / 16, 32, 1024));
+  dirty_ = true;
+  return Status::ok();
+}
+
+Status Pool::grow_data() {
+  const std::uint64_t keep = stripe_count(superblock_.metadata_profile) * chunks_->chunk_size();
+  SNAPSTORE_RETURN_IF_ERROR(chunks_->allocate_chunk(space::data, superblock_.data_profile, keep));
+  data_sm_->grow(chunks_->space_bytes(space::data) / superblock_.data_block_size);
+  dirty_ = true;
+  return Status::ok();
+}
+
+std::vector<VolumeRecord> Pool::volumes() const {
+  std::shared_lock lock(meta_mutex_);
+  std::vector<VolumeRecord> out;
+  for (const auto& [id, v] : volumes_) out.push_back(v.record);
+  return out;
+}
+
+Result<VolumeRecord> Pool::find_volume(std::string_view name) const {
+  std::shared_lock lock(meta_mutex_);
+  for (const auto& [id, v] : volumes_)
+    if (v.record.name == name) return v.record;
+  return not_found("no volume named '" + std::string(name) + "'");
+}
+
+PoolStats Pool::stats() {
+  std::shared_lock lock(meta_mutex_);
+  PoolStats s;
+  s.generation = superblock_.generation;
+  s.data_block_size = superblock_.data_block_size;
+  s.data_blocks = data_sm_->nr_blocks();
+  s.data_blocks_free = data_sm_->nr_free();
+  s.metadata_blocks = metadata_sm_->nr_blocks();
+  s.metadata_blocks_free = metadata_sm_->nr_free();
+  for (const auto& d : devices_) s.device_bytes += d->size();
+  s.unallocated_bytes = chunks_->unallocated_bytes();
+  s.cache = blocks_->stats();
+  s.copies = chunks_->stats();
+  s.commits = commits_;
+  s.failure = failure().is_ok() ? "" : failure().message();
+  return s;
+}
+
+}  // namespace snapstore

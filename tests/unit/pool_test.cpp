@@ -1,0 +1,122 @@
+// Pool tests on in-memory devices: format, I/O semantics against a byte model, reopen.
+#include <gtest/gtest.h>
+
+#include <random>
+
+#include "store/memory_device.h"
+#include "volume/pool.h"
+
+namespace snapstore {
+namespace {
+
+std::vector<std::byte> pattern(std::size_t n, std::uint64_t seed) {
+  std::vector<std::byte> v(n);
+  std::mt19937_64 rng(seed);
+  for (auto& b : v) b = std::byte(rng() & 0xff);
+  return v;
+}
+
+class PoolTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    device_ = std::make_shared<MemoryDevice>(64 << 20);
+    FormatOptions f;
+    f.origin_size = 32 << 20;
+    ASSERT_TRUE(Pool::format({device_}, f));
+    reopen();
+  }
+  void reopen() {
+    pool_.reset();
+    PoolOptions o;
+    o.commit_interval = std::chrono::milliseconds(100000);
+    auto p = Pool::open({device_}, o);
+    ASSERT_TRUE(p) << p.status().to_string();
+    pool_ = std::move(p).value();
+    origin_ = pool_->find_volume("origin")->id;
+  }
+  std::vector<std::byte> read(std::uint64_t offset, std::size_t n) {
+    std::vector<std::byte> out(n);
+    Status st = pool_->read(origin_, offset, out);
+    EXPECT_TRUE(st) << st.to_string();
+    return out;
+  }
+
+  std::shared_ptr<MemoryDevice> device_;
+  std::unique_ptr<Pool> pool_;
+  std::uint64_t origin_ = 0;
+};
+
+TEST_F(PoolTest, FreshPoolHasAnEmptyOrigin) {
+  auto vols = pool_->volumes();
+  ASSERT_EQ(vols.size(), 1u);
+  EXPECT_EQ(vols[0].name, "origin");
+  EXPECT_EQ(vols[0].size, 32u << 20);
+  EXPECT_EQ(read(0, 8192), std::vector<std::byte>(8192));
+  auto ext = pool_->block_status(origin_, 0, 1 << 20);
+  ASSERT_TRUE(ext);
+  ASSERT_EQ(ext->size(), 1u);
+  EXPECT_EQ((*ext)[0], (Extent{1 << 20, extent_hole | extent_zero}));
+}
+
+TEST_F(PoolTest, RandomIoMatchesModelAcrossReopen) {
+  std::vector<std::byte> model(32 << 20);
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 400; ++i) {
+    const std::uint64_t len = 1 + rng() % (300 << 10);
+    const std::uint64_t off = rng() % (model.size() - len);
+    if (rng() % 5 == 0) {
+      ASSERT_TRUE(pool_->unmap(origin_, off, len, false));
+      std::fill(model.begin() + off, model.begin() + off + len, std::byte{0});
+    } else {
+      auto data = pattern(len, i);
+      ASSERT_TRUE(pool_->write(origin_, off, data, rng() % 10 == 0));
+      std::copy(data.begin(), data.end(), model.begin() + off);
+    }
+    if (i % 100 == 99) {
+      ASSERT_TRUE(pool_->flush());
+      reopen();
+    }
+  }
+  EXPECT_TRUE(read(0, model.size()) == model);
+}
+
+std::uint64_t used_blocks(Pool& pool) {
+  PoolStats s = pool.stats();
+  return s.data_blocks - s.data_blocks_free;
+}
+
+TEST_F(PoolTest, UnmapGivesSpaceBackAndReadsZero) {
+  const std::uint64_t before = used_blocks(*pool_);
+  auto data = pattern(4 << 20, 1);
+  ASSERT_TRUE(pool_->write(origin_, 0, data, false));
+  ASSERT_TRUE(pool_->flush());
+  EXPECT_EQ(used_blocks(*pool_), before + 1024);
+  ASSERT_TRUE(pool_->unmap(origin_, 0, 4 << 20, false));
+  ASSERT_TRUE(pool_->flush());
+  EXPECT_EQ(used_blocks(*pool_), before);
+  EXPECT_EQ(read(0, 4 << 20), std::vector<std::byte>(4 << 20));
+}
+
+TEST_F(PoolTest, OverwriteReleasesTheOldBlockAtCommit) {
+  auto a = pattern(4096, 1), b = pattern(4096, 2);
+  ASSERT_TRUE(pool_->write(origin_, 0, a, false));
+  ASSERT_TRUE(pool_->flush());
+  const std::uint64_t used = used_blocks(*pool_);
+  ASSERT_TRUE(pool_->write(origin_, 0, b, false));
+  ASSERT_TRUE(pool_->flush());
+  EXPECT_EQ(used_blocks(*pool_), used);
+  EXPECT_EQ(read(0, 4096), b);
+}
+
+TEST_F(PoolTest, ForeignDeviceIsRefusedAndUntouched) {
+  auto foreign = std::make_shared<MemoryDevice>(16 << 20);
+  auto junk = pattern(1 << 20, 9);
+  ASSERT_TRUE(foreign->write(0, junk));
+  auto p = Pool::open({foreign}, PoolOptions{});
+  ASSERT_FALSE(p);
+  EXPECT_NE(p.status().message().find("not a snapstore pool"), std::string::npos);
+  EXPECT_EQ(foreign->write_count(), 1u);
+}
+
+}  // namespace
+}  // namespace snapstore
