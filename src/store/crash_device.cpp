@@ -75,11 +75,24 @@ Status CrashDevice::discard(std::uint64_t offset, std::uint64_t length) {
 
 Status CrashDevice::flush() {
   std::lock_guard lock(mutex_);
+  const std::uint64_t number = flushes_++;
+  if (cut_at_flush_ && number >= *cut_at_flush_) power_cut_ = true;
   SNAPSTORE_RETURN_IF_ERROR(check_power("flush"));
   for (const logged_write& entry : log_) apply(durable_, entry, entry.length);
   log_.clear();
   flush_points_.push_back(writes_);
   return Status::ok();
+}
+
+void CrashDevice::cut_power_at_flush(std::uint64_t f) {
+  std::lock_guard lock(mutex_);
+  cut_at_flush_ = f;
+  if (flushes_ > f) power_cut_ = true;
+}
+
+std::uint64_t CrashDevice::flush_calls() const {
+  std::lock_guard lock(mutex_);
+  return flushes_;
 }
 
 void CrashDevice::cut_power_at(std::uint64_t k) {
@@ -150,6 +163,7 @@ Status CrashDevice::restart_from(std::vector<std::byte> image) {
   volatile_ = std::move(image);
   log_.clear();
   cut_at_.reset();
+  cut_at_flush_.reset();
   power_cut_ = false;
   return Status::ok();
 }

@@ -71,6 +71,11 @@ class CrashDevice final : public BlockDevice {
 
   // Power cut at write number k (invariant 4).
   void cut_power_at(std::uint64_t k);
+  // Power cut at flush number f (counting every flush() call from 0): that flush fails
+  // and applies nothing, so everything written since the previous flush stays in L. This
+  // reaches the states a write cut cannot, e.g. a superblock written but not yet flushed.
+  void cut_power_at_flush(std::uint64_t f);
+  std::uint64_t flush_calls() const;
   bool power_is_cut() const;
 
   std::uint64_t write_count() const;
@@ -108,6 +113,8 @@ class CrashDevice final : public BlockDevice {
   std::uint64_t writes_ = 0;
   std::vector<std::uint64_t> flush_points_;
   std::optional<std::uint64_t> cut_at_;
+  std::optional<std::uint64_t> cut_at_flush_;
+  std::uint64_t flushes_ = 0;
   bool power_cut_ = false;
 };
 

@@ -5,6 +5,7 @@
 
 #include "store/memory_device.h"
 #include "volume/pool.h"
+#include "volume/pool_checker.h"
 
 namespace snapstore {
 namespace {
@@ -25,8 +26,13 @@ class PoolTest : public ::testing::Test {
     ASSERT_TRUE(Pool::format({device_}, f));
     reopen();
   }
+  void expect_clean() {
+    CheckReport r = check_pool({device_});
+    for (const auto& p : r.problems) ADD_FAILURE() << p;
+  }
   void reopen() {
     pool_.reset();
+    expect_clean();
     PoolOptions o;
     o.commit_interval = std::chrono::milliseconds(100000);
     auto p = Pool::open({device_}, o);

@@ -1,0 +1,272 @@
+// The offline checker. See pool_checker.h for what it verifies.
+#include "volume/pool_checker.h"
+
+#include <algorithm>
+#include <map>
+
+#include "btree/data_space_map.h"
+#include "btree/tree_walker.h"
+#include "volume/volume_record.h"
+
+namespace snapstore {
+
+namespace {
+
+struct SlotScan {
+  std::optional<Superblock> best;
+};
+
+SlotScan scan_slots(BlockDevice& device, CheckReport& report) {
+  SlotScan scan;
+  std::vector<std::byte> bytes(superblock_size);
+  for (std::uint32_t slot = 0; slot < 2; ++slot) {
+    Status io = device.read(superblock_slot_offset[slot], bytes);
+    auto sb = io ? decode_superblock(bytes, slot) : Result<Superblock>(io);
+    if (!sb) {
+      report.notes.push_back(device.name() + ": superblock slot " + std::to_string(slot) +
+                             ": " + sb.status().message());
+      continue;
+    }
+    report.notes.push_back(device.name() + ": superblock slot " + std::to_string(slot) +
+                           ": generation " + std::to_string(sb->generation));
+    if (!scan.best || sb->generation > scan.best->generation) scan.best = std::move(sb).value();
+  }
+  return scan;
+}
+
+void check_chunk_map(const Superblock& sb, const std::vector<BlockDevicePtr>& devices,
+                     CheckReport& report) {
+  std::map<std::uint32_t, std::vector<std::pair<std::uint64_t, std::uint64_t>>> used;
+  std::map<space, std::vector<std::uint32_t>> indexes;
+  for (const Chunk& c : sb.chunks) {
+    indexes[c.kind].push_back(c.index);
+    if (c.stripes.size() != stripe_count(c.layout))
+      report.problems.push_back("chunk map: a chunk has the wrong number of stripes for its profile");
+    for (const Stripe& s : c.stripes) {
+      if (s.offset < device_reserved_bytes || s.offset % sb.chunk_size % 4096 != 0 ||
+          s.offset + sb.chunk_size > devices[s.device]->size())
+        report.problems.push_back("chunk map: stripe at " + std::to_string(s.offset) +
+                                  " lies outside the usable part of device " +
+                                  std::to_string(s.device));
+      used[s.device].emplace_back(s.offset, s.offset + sb.chunk_size);
+    }
+  }
+  for (auto& [device, ranges] : used) {
+    std::sort(ranges.begin(), ranges.end());
+    for (std::size_t i = 1; i < ranges.size(); ++i)
+      if (ranges[i].first < ranges[i - 1].second)
+        report.problems.push_back("chunk map: stripes overlap on device " + std::to_string(device));
+  }
+  for (auto& [kind, list] : indexes) {
+    std::sort(list.begin(), list.end());
+    for (std::size_t i = 0; i < list.size(); ++i)
+      if (list[i] != i) {
+        report.problems.push_back("chunk map: chunk indexes of a space are not contiguous");
+        break;
+      }
+  }
+}
+
+class Checker {
+ public:
+  Checker(const std::vector<BlockDevicePtr>& devices, const Superblock& sb, const CheckOptions& o,
+          CheckReport& report)
+      : sb_(sb),
+        options_(o),
+        report_(report),
+        chunks_(devices, sb.chunk_size, sb.chunks),
+        blocks_(chunks_, 16ull << 20),
+        nr_metadata_(chunks_.space_bytes(space::metadata) / metadata_block_size),
+        nr_data_(chunks_.space_bytes(space::data) / sb.data_block_size),
+        walker_([this](const BlockPointer& p) { return read(p); }, metadata_refs_,
+                report.problems) {}
+
+  void run() {
+    check_space_map_pages();
+    check_volumes();
+    check_data_space_map();
+    compare_metadata_counts();
+    compare_data_counts();
+    report_.tree_nodes = walker_.nodes_seen();
+  }
+
+ private:
+  Result<BlockRef> read(const BlockPointer& p) {
+    if (p.block >= nr_metadata_)
+      return corruption("points beyond the metadata space (block " + std::to_string(p.block) + ")");
+    return blocks_.read({p.block, p.checksum, p.generation});
+  }
+
+  void check_space_map_pages() {
+    for (std::size_t i = 0; i < sb_.metadata_sm_index.size(); ++i)
+      ++metadata_refs_[sb_.metadata_sm_index[i].block];
+    auto sm = MetadataSpaceMap::load(blocks_, sb_.metadata_sm_index, nr_metadata_);
+    if (!sm) {
+      report_.problems.push_back("metadata space map: " + sm.status().message());
+      return;
+    }
+    for (std::uint64_t b = 0; b < nr_metadata_; ++b) metadata_counts_.push_back(sm->count(b));
+    // The refcount pages are referenced by the index pages: count those references too.
+    const std::uint64_t pages = (nr_metadata_ + counts_per_refcount_page - 1) / counts_per_refcount_page;
+    for (std::size_t i = 0; i < sb_.metadata_sm_index.size(); ++i) {
+      const SmIndexPointer& ip = sb_.metadata_sm_index[i];
+      auto page = blocks_.read({ip.block, ip.checksum, 0});
+      if (!page) continue;
+      for (std::size_t e = 0; e < entries_per_index_page; ++e) {
+        if (i * entries_per_index_page + e >= pages) break;
+        ++metadata_refs_[load_le64((*page)->bytes + metadata_header_size + e * 24)];
+      }
+    }
+  }
+
+  void check_volumes() {
+    std::map<std::string, std::uint64_t> names;
+    walker_.walk(sb_.volume_table, volume_record_size, "volume table",
+                 [&](std::uint64_t id, std::span<const std::byte> v) {
+                   auto r = decode_volume_record(id, v);
+                   if (!r) {
+                     report_.problems.push_back("volume table: " + r.status().message());
+                     return;
+                   }
+                   if (!names.emplace(r->name, id).second)
+                     report_.problems.push_back("volume table: name '" + r->name + "' is used twice");
+                   if (id >= sb_.next_volume_id)
+                     report_.problems.push_back("volume " + std::to_string(id) +
+                                                " has an id the superblock has not handed out");
+                   volumes_.push_back(*r);
+                 });
+    report_.volumes = volumes_.size();
+    for (const VolumeRecord& r : volumes_) {
+      const std::uint64_t limit = (r.size + sb_.data_block_size - 1) / sb_.data_block_size;
+      walker_.walk(r.mapping, mapping_value_size, "volume '" + r.name + "'",
+                   [&](std::uint64_t key, std::span<const std::byte> v) {
+                     MappingValue m = decode_mapping(v);
+                     ++report_.mapped_blocks;
+                     if (key >= limit)
+                       report_.problems.push_back("volume '" + r.name + "': block " + std::to_string(key) +
+                                                  " mapped beyond the volume's size");
+                     if (m.data_block >= nr_data_) {
+                       report_.problems.push_back("volume '" + r.name + "': block " + std::to_string(key) +
+                                                  " points beyond the data space");
+                       return;
+                     }
+                     if (data_refs_[m.data_block]++ == 0 && options_.verify_data)
+                       verify_data_block(r.name, key, m);
+                   });
+    }
+  }
+
+  void verify_data_block(const std::string& volume, std::uint64_t key, const MappingValue& m) {
+    std::vector<std::byte> buf(sb_.data_block_size);
+    const std::uint64_t offset = m.data_block * sb_.data_block_size;
+    const std::size_t copies = chunks_.copies(space::data, offset);
+    for (std::size_t c = 0; c < copies; ++c) {
+      Status st = chunks_.read_copy(space::data, offset, c, buf);
+      if (!st || data_checksum(buf) != m.checksum)
+        report_.problems.push_back("volume '" + volume + "': block " + std::to_string(key) +
+                                   " (data block " + std::to_string(m.data_block) + ", copy " +
+                                   std::to_string(c) + ") " +
+                                   (st ? "fails its checksum" : st.message()));
+    }
+  }
+
+  void check_data_space_map() {
+    data_counts_.assign(nr_data_, 0);
+    walker_.walk(sb_.data_sm_index, data_sm_index_value_size, "data space map",
+                 [&](std::uint64_t page_no, std::span<const std::byte> v) {
+                   BlockPointer p = decode_pointer(v.data());
+                   ++metadata_refs_[p.block];
+                   auto page = read(p);
+                   if (!page) {
+                     report_.problems.push_back("data space map page " + std::to_string(page_no) +
+                                                ": " + page.status().message());
+                     return;
+                   }
+                   auto h = read_header((*page)->data());
+                   if (h.type != metadata_type::refcount_page || h.extra != page_no) {
+                     report_.problems.push_back("data space map page " + std::to_string(page_no) +
+                                                " is misplaced");
+                     return;
+                   }
+                   for (std::size_t k = 0; k < counts_per_refcount_page; ++k) {
+                     const std::uint64_t b = page_no * counts_per_refcount_page + k;
+                     if (b >= nr_data_) break;
+                     data_counts_[b] = load_le32((*page)->bytes + metadata_header_size + k * 4);
+                   }
+                 });
+  }
+
+  void compare_metadata_counts() {
+    if (metadata_counts_.empty()) return;
+    std::uint64_t reported = 0;
+    for (std::uint64_t b = 0; b < nr_metadata_; ++b) {
+      const std::uint32_t found = metadata_refs_.count(b) ? metadata_refs_[b] : 0;
+      if (metadata_counts_[b] > 0) ++report_.metadata_blocks_used;
+      if (metadata_counts_[b] == found) continue;
+      if (++reported > 50) continue;
+      report_.problems.push_back(
+          "metadata block " + std::to_string(b) + ": space map says " +
+          std::to_string(metadata_counts_[b]) + " references, found " + std::to_string(found) +
+          (found == 0 ? " (leaked)" : metadata_counts_[b] == 0 ? " (in use but free)" : ""));
+    }
+    if (reported > 50)
+      report_.problems.push_back(std::to_string(reported - 50) + " more metadata count mismatches");
+  }
+
+  void compare_data_counts() {
+    std::uint64_t reported = 0;
+    for (std::uint64_t b = 0; b < nr_data_; ++b) {
+      const std::uint32_t found = data_refs_.count(b) ? data_refs_[b] : 0;
+      if (data_counts_[b] > 0) ++report_.data_blocks_used;
+      if (data_counts_[b] == found) continue;
+      if (++reported > 50) continue;
+      report_.problems.push_back(
+          "data block " + std::to_string(b) + ": space map says " + std::to_string(data_counts_[b]) +
+          " references, found " + std::to_string(found) +
+          (found == 0 ? " (leaked)" : data_counts_[b] == 0 ? " (in use but free)" : ""));
+    }
+    if (reported > 50)
+      report_.problems.push_back(std::to_string(reported - 50) + " more data count mismatches");
+  }
+
+  const Superblock& sb_;
+  CheckOptions options_;
+  CheckReport& report_;
+  ChunkMap chunks_;
+  BlockManager blocks_;
+  std::uint64_t nr_metadata_, nr_data_;
+  std::map<std::uint64_t, std::uint32_t> metadata_refs_;
+  std::map<std::uint64_t, std::uint32_t> data_refs_;
+  std::vector<std::uint32_t> metadata_counts_;
+  std::vector<std::uint32_t> data_counts_;
+  std::vector<VolumeRecord> volumes_;
+  TreeWalker walker_;
+};
+
+}  // namespace
+
+CheckReport check_pool(const std::vector<BlockDevicePtr>& devices, const CheckOptions& options) {
+  CheckReport report;
+  if (devices.empty()) {
+    report.problems.push_back("no devices given");
+    return report;
+  }
+  SlotScan scan = scan_slots(*devices[0], report);
+  if (!scan.best) {
+    report.problems.push_back(devices[0]->name() + ": no valid superblock; not a pool, or both slots are damaged");
+    return report;
+  }
+  const Superblock& sb = *scan.best;
+  report.generation = sb.generation;
+  if (sb.devices.size() != devices.size()) {
+    report.problems.push_back("the pool has " + std::to_string(sb.devices.size()) +
+                              " devices; " + std::to_string(devices.size()) + " were given");
+    return report;
+  }
+  check_chunk_map(sb, devices, report);
+  if (!report.problems.empty()) return report;
+  Checker(devices, sb, options, report).run();
+  return report;
+}
+
+}  // namespace snapstore

@@ -1,0 +1,41 @@
+// The offline checker (DESIGN.md, "The offline checker"): verifies a pool without the
+// daemon and without writing anything.
+//
+// It checks, reporting every problem it finds rather than stopping at the first:
+//  1. both superblock slots (which are valid, which generation is used);
+//  2. the chunk map: stripes inside their devices, clear of the superblock area, not
+//     overlapping, chunk indexes of each space contiguous;
+//  3. every tree (volume table, every volume's mapping tree, the data space map's index):
+//     node checksums against the pointers, own addresses, types, key order, balance;
+//  4. every volume record; every data block's checksum on every copy (unless skipped);
+//  5. reference counts: each metadata block's count equals the pointers found to it (tree
+//     nodes, space-map pages), each data block's count equals the leaves that map it; so
+//     no block is both free and in use, and none is leaked.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "snapstore/block_device.h"
+
+namespace snapstore {
+
+struct CheckOptions {
+  bool verify_data = true;  // read every mapped data block, every copy
+};
+
+struct CheckReport {
+  std::vector<std::string> problems;
+  std::vector<std::string> notes;  // facts worth printing (slots, sizes, counts)
+  std::uint64_t generation = 0;
+  std::uint64_t volumes = 0;
+  std::uint64_t tree_nodes = 0;
+  std::uint64_t mapped_blocks = 0;
+  std::uint64_t data_blocks_used = 0;
+  std::uint64_t metadata_blocks_used = 0;
+  bool clean() const { return problems.empty(); }
+};
+
+CheckReport check_pool(const std::vector<BlockDevicePtr>& devices, const CheckOptions& options = {});
+
+}  // namespace snapstore
