@@ -33,10 +33,17 @@ std::optional<DaemonConfig> parse_daemon_config(int argc, const char* const* arg
   app.set_version_flag("--version", "snapstored 0.1.0");
   app.set_config("--config", "", "read options from this file (TOML or INI: key = value)");
   std::string pool_size, listen = "127.0.0.1:10809";
-  app.add_option("--pool", c.pool, "pool file; created sparse if missing")->required();
+  std::string cache_size;
+  app.add_option("--pool", c.pool, "pool file; created sparse and formatted if missing")->required();
   app.add_option("--pool-size", pool_size, "size of a new pool, e.g. 16G (default 16G)");
-  app.add_option("--backend", c.backend, "storage backend")
-      ->check(CLI::IsMember({"raw"}))
+  app.add_option("--backend", c.backend,
+                 "pool (snapshots, checksums) or raw (serve the file's bytes as they are)")
+      ->check(CLI::IsMember({"pool", "raw"}))
+      ->capture_default_str();
+  app.add_option("--cache-size", cache_size, "metadata cache size (default 64M)");
+  app.add_option("--commit-interval", c.commit_interval_ms,
+                 "milliseconds between background commits")
+      ->check(CLI::Range(10u, 3600000u))
       ->capture_default_str();
   app.add_option("--nbd-socket", c.nbd_socket, "NBD Unix socket (default: <pool>.nbd.sock)");
   auto* listen_opt = app.add_option("--listen", listen, "NBD TCP address HOST:PORT")
@@ -66,6 +73,7 @@ std::optional<DaemonConfig> parse_daemon_config(int argc, const char* const* arg
   try {
     app.parse(argc, argv);
     if (!pool_size.empty()) c.pool_size = value_or_throw(parse_size(pool_size), "--pool-size");
+    if (!cache_size.empty()) c.cache_bytes = value_or_throw(parse_size(cache_size), "--cache-size");
     c.tcp = !no_tcp_flag;
     if (c.tcp) {
       HostPort hp = value_or_throw(parse_host_port(listen), "--listen");

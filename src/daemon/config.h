@@ -15,7 +15,9 @@ namespace snapstore {
 struct DaemonConfig {
   std::filesystem::path pool;
   std::uint64_t pool_size = 16ull << 30;
-  std::string backend = "raw";
+  std::string backend = "pool";          // "pool", or "raw": the file's bytes are the export
+  std::uint64_t cache_bytes = 64ull << 20;
+  unsigned commit_interval_ms = 1000;
   std::filesystem::path nbd_socket;      // default: beside the pool
   bool tcp = true;
   std::string listen_host = "127.0.0.1";

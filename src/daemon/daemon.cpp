@@ -10,7 +10,9 @@
 #include "daemon/control_server.h"
 #include "daemon/size_parse.h"
 #include "nbd/server.h"
+#include "store/file_device.h"
 #include "volume/file_volume.h"
+#include "volume/pool_volume.h"
 
 namespace snapstore {
 
@@ -32,21 +34,93 @@ Result<SocketAccess> socket_access(const std::string& group) {
   return SocketAccess{0660, static_cast<int>(g->gr_gid)};
 }
 
-Result<VolumePtr> open_origin(const DaemonConfig& config) {
+Result<VolumePtr> open_raw_origin(const DaemonConfig& config) {
   FileVolumeOptions options;
   options.read_only = config.read_only;
   options.create_size = config.pool_size;
   auto volume = FileVolume::open(config.pool, options);
   if (!volume) return volume.status();
-  spdlog::info("pool {} ({} backend, {})", config.pool.string(), config.backend,
+  spdlog::info("serving {} as a raw file ({})", config.pool.string(),
                format_size((*volume)->size()));
   return VolumePtr(std::move(volume).value());
 }
 
+// Opens the pool, formatting a new one first when the file does not exist yet.
+Result<std::shared_ptr<Pool>> open_pool(const DaemonConfig& config) {
+  if (!std::filesystem::exists(config.pool)) {
+    if (config.read_only) return not_found(config.pool.string() + " does not exist");
+    auto created = FileDevice::open(config.pool, {true, config.pool_size, false});
+    if (!created) return created.status();
+    FormatOptions format;
+    format.origin_size = config.pool_size;
+    Status st = Pool::format({*created}, format);
+    if (!st) {
+      std::filesystem::remove(config.pool);
+      return st;
+    }
+    spdlog::info("formatted a new pool {} ({})", config.pool.string(), format_size(config.pool_size));
+  }
+  auto device = FileDevice::open(config.pool, {false, 0, config.read_only});
+  if (!device) return device.status();
+  PoolOptions options;
+  options.cache_bytes = config.cache_bytes;
+  options.commit_interval = std::chrono::milliseconds(config.commit_interval_ms);
+  options.read_only = config.read_only;
+  auto pool = Pool::open({*device}, options);
+  if (!pool) {
+    if (pool.status().code() == errc::invalid_argument)
+      return invalid_argument(pool.status().message() +
+                              " (serve a plain disk image with --backend raw)");
+    return pool.status();
+  }
+  return std::shared_ptr<Pool>(std::move(pool).value());
+}
+
+Status add_exports(const DaemonConfig& config, ExportTable& exports, std::shared_ptr<Pool>& pool) {
+  if (config.backend == "raw") {
+    auto origin = open_raw_origin(config);
+    if (!origin) return origin.status();
+    return exports.add("origin", *origin);
+  }
+  auto opened = open_pool(config);
+  if (!opened) return opened.status();
+  pool = *opened;
+  for (const VolumeRecord& v : pool->volumes())
+    SNAPSTORE_RETURN_IF_ERROR(
+        exports.add(v.name, std::make_shared<PoolVolume>(pool, v, config.pool.string())));
+  PoolStats s = pool->stats();
+  spdlog::info("pool {}: generation {}, {} volumes, {} of {} data blocks in use", config.pool.string(),
+               s.generation, pool->volumes().size(), s.data_blocks - s.data_blocks_free, s.data_blocks);
+  return Status::ok();
+}
+
+json pool_status(Pool& pool) {
+  PoolStats s = pool.stats();
+  return {{"generation", s.generation},
+          {"data_block_size", s.data_block_size},
+          {"data_blocks", s.data_blocks},
+          {"data_blocks_free", s.data_blocks_free},
+          {"metadata_blocks", s.metadata_blocks},
+          {"metadata_blocks_free", s.metadata_blocks_free},
+          {"device_bytes", s.device_bytes},
+          {"unallocated_bytes", s.unallocated_bytes},
+          {"commits", s.commits},
+          {"cache", {{"hits", s.cache.hits},
+                     {"misses", s.cache.misses},
+                     {"cached_blocks", s.cache.cached_blocks},
+                     {"dirty_blocks", s.cache.dirty_blocks},
+                     {"capacity_blocks", s.cache.capacity_blocks}}},
+          {"copies", {{"checksum_failures", s.copies.checksum_failures},
+                      {"repairs", s.copies.repairs},
+                      {"unrecoverable", s.copies.unrecoverable}}},
+          {"failure", s.failure}};
+}
+
 void add_control_commands(ControlServer& control, const ExportTable& exports,
-                          nbd::Server& server, const DaemonConfig& config) {
+                          nbd::Server& server, const DaemonConfig& config,
+                          std::shared_ptr<Pool> pool) {
   const auto started = std::chrono::steady_clock::now();
-  control.add_command("status", [&, started](const json&) -> Result<json> {
+  control.add_command("status", [&, started, pool](const json&) -> Result<json> {
     json volumes = json::array();
     for (const ExportEntry& e : exports.list()) {
       VolumePtr v = exports.find(e.name);
@@ -58,11 +132,13 @@ void add_control_commands(ControlServer& control, const ExportTable& exports,
                          {"connections", server.connections().count_attached(e.name)}});
     }
     auto uptime = std::chrono::steady_clock::now() - started;
-    return json{{"pool", config.pool.string()},
+    json out{{"pool", config.pool.string()},
                 {"backend", config.backend},
                 {"uptime_seconds", std::chrono::duration_cast<std::chrono::seconds>(uptime).count()},
                 {"connections", server.connections().count()},
                 {"volumes", volumes}};
+    if (pool) out["space"] = pool_status(*pool);
+    return out;
   });
 }
 
@@ -76,13 +152,12 @@ int run_daemon(const DaemonConfig& config) {
     spdlog::error("{}", access.status().message());
     return 1;
   }
-  auto origin = open_origin(config);
-  if (!origin) {
-    spdlog::error("cannot open pool: {}", origin.status().message());
+  ExportTable exports;
+  std::shared_ptr<Pool> pool;
+  if (Status st = add_exports(config, exports, pool); !st) {
+    spdlog::error("cannot open pool: {}", st.message());
     return 1;
   }
-  ExportTable exports;
-  (void)exports.add("origin", *origin);
 
   asio::io_context io;
   asio::thread_pool workers(config.worker_threads);
@@ -91,7 +166,7 @@ int run_daemon(const DaemonConfig& config) {
   options.max_connections = config.max_connections;
   nbd::Server server(io, exports, workers, options);
   ControlServer control(io);
-  add_control_commands(control, exports, server, config);
+  add_control_commands(control, exports, server, config, pool);
 
   Status st = Status::ok();
   if (config.tcp) st = server.listen_tcp(config.listen_host, config.listen_port);
@@ -121,6 +196,13 @@ int run_daemon(const DaemonConfig& config) {
         spdlog::error("flush of {} failed at shutdown: {}", e.name, flushed.message());
         code = 1;
       }
+    }
+  }
+  if (pool) {
+    Status closed = pool->close();
+    if (!closed) {
+      spdlog::error("final commit failed: {}", closed.message());
+      code = 1;
     }
   }
   spdlog::info("snapstored stopped");

@@ -26,9 +26,12 @@ Reply ok_reply(const Request& request, bool structured) {
   return reply;
 }
 
+// The reply to a request that ran; a failure is reported at the request's offset, which
+// lies inside the request (it was validated before it ran).
 Reply reply_for(const Request& request, bool structured, const Status& status) {
   if (status.is_ok()) return ok_reply(request, structured);
-  return error_reply(request, structured, nbd_error_for(status), status.message());
+  return error_reply(request, structured, nbd_error_for(status), status.message(),
+                     /*at_offset=*/true);
 }
 
 bool all_zero(const std::byte* p, std::size_t n) {
@@ -125,15 +128,16 @@ std::uint32_t nbd_error_for(const Status& status) {
 }
 
 Reply error_reply(const Request& request, bool structured, std::uint32_t error,
-                  std::string_view message) {
+                  std::string_view message, bool at_offset) {
   Reply reply;
   if (!structured) {
     simple_header(reply.head, error, request.cookie);
     return reply;
   }
   message = message.substr(0, 4096);
-  const bool with_offset = request.type == cmd_read || request.type == cmd_write ||
-                           request.type == cmd_trim || request.type == cmd_block_status;
+  const bool with_offset = at_offset && (request.type == cmd_read || request.type == cmd_write ||
+                                         request.type == cmd_trim ||
+                                         request.type == cmd_block_status);
   const std::uint32_t length = 6 + static_cast<std::uint32_t>(message.size()) + (with_offset ? 8 : 0);
   chunk_header(reply.head, reply_flag_done, with_offset ? chunk_error_offset : chunk_error,
                request.cookie, length);

@@ -42,8 +42,11 @@ struct TransmissionContext {
 Reply execute(const TransmissionContext& ctx, const Request& request,
               std::span<const std::byte> payload);
 
-// An error reply for `request`, simple or structured as negotiated.
+// An error reply for `request`, simple or structured as negotiated. at_offset: report the
+// error at the request's offset (NBD_REPLY_TYPE_ERROR_OFFSET), only for requests that were
+// valid and ran; a request refused by validation gets a plain error chunk, since its
+// offset may not even lie inside the export.
 Reply error_reply(const Request& request, bool structured, std::uint32_t error,
-                  std::string_view message);
+                  std::string_view message, bool at_offset = false);
 
 }  // namespace snapstore::nbd
