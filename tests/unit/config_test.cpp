@@ -50,7 +50,9 @@ TEST(DaemonConfig, DefaultsWithOnlyAPool) {
   const DaemonConfig& c = *p.config;
   EXPECT_EQ(c.pool, "/data/pool.snap");
   EXPECT_EQ(c.pool_size, 16ull << 30);
-  EXPECT_EQ(c.backend, "raw");
+  EXPECT_EQ(c.backend, "pool");
+  EXPECT_EQ(c.cache_bytes, 64ull << 20);
+  EXPECT_EQ(c.commit_interval_ms, 1000u);
   EXPECT_EQ(c.nbd_socket, "/data/pool.snap.nbd.sock");
   EXPECT_EQ(c.control_socket, "/data/pool.snap.ctl.sock");
   EXPECT_TRUE(c.tcp);
@@ -72,13 +74,16 @@ TEST(DaemonConfig, DefaultSocketPathsAreBesideThePool) {
 
 TEST(DaemonConfig, EveryOptionIsApplied) {
   Parsed p = parse({"--pool", "p.img", "--pool-size", "512MiB", "--backend", "raw",
-                    "--nbd-socket", "/run/n.sock", "--listen", "[::1]:1234", "--control-socket",
+                    "--cache-size", "128M", "--commit-interval", "250", "--nbd-socket", "/run/n.sock", "--listen", "[::1]:1234", "--control-socket",
                     "/run/c.sock", "--socket-group", "disk", "--log-level", "trace", "--threads",
                     "8", "--handshake-timeout", "5", "--max-connections", "3", "--read-only"});
   ASSERT_TRUE(p.config.has_value()) << p.err;
   const DaemonConfig& c = *p.config;
   EXPECT_EQ(c.pool, "p.img");
   EXPECT_EQ(c.pool_size, 512ull << 20);
+  EXPECT_EQ(c.backend, "raw");
+  EXPECT_EQ(c.cache_bytes, 128ull << 20);
+  EXPECT_EQ(c.commit_interval_ms, 250u);
   EXPECT_EQ(c.nbd_socket, "/run/n.sock");
   EXPECT_EQ(c.control_socket, "/run/c.sock");
   EXPECT_TRUE(c.tcp);
@@ -131,6 +136,13 @@ TEST(DaemonConfig, EmptyPoolSizeIsAUsageError) {
   expect_usage_error(parse({"--pool", "/p", "--pool-size", ""}));
 }
 
+TEST(DaemonConfig, BadCacheSizeIsAUsageError) {
+  for (const char* size : {"1.5G", "0", "lots", ""}) {
+    SCOPED_TRACE(size);
+    expect_usage_error(parse({"--pool", "/p", "--cache-size", size}));
+  }
+}
+
 TEST(DaemonConfig, BadListenAddressIsAUsageError) {
   for (const char* addr : {"localhost", "host:65536", "[::1]", ":1"}) {
     SCOPED_TRACE(addr);
@@ -146,6 +158,8 @@ TEST(DaemonConfig, OutOfRangeValuesAreUsageErrors) {
   expect_usage_error(parse({"--pool", "/p", "--max-connections", "65537"}));
   expect_usage_error(parse({"--pool", "/p", "--log-level", "verbose"}));
   expect_usage_error(parse({"--pool", "/p", "--backend", "thin"}));
+  expect_usage_error(parse({"--pool", "/p", "--commit-interval", "9"}));
+  expect_usage_error(parse({"--pool", "/p", "--commit-interval", "3600001"}));
 }
 
 TEST(DaemonConfig, UnknownOptionIsAUsageError) {

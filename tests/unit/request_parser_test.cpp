@@ -94,7 +94,8 @@ TEST(RequestParser, FlushIsExecuted) { expect_execute(parse(shape(), 0, cmd_flus
 TEST(RequestParser, TrimCacheZeroesAndBlockStatusAreExecuted) {
   expect_execute(parse(shape(), 0, cmd_trim, 0, export_size));
   expect_execute(parse(shape(), 0, cmd_cache, 512, 1024));
-  expect_execute(parse(shape(), 0, cmd_write_zeroes, 0, export_size));
+  expect_execute(parse(shape(), 0, cmd_write_zeroes, 0, max_block));
+  expect_execute(parse(shape(), fast_zero, cmd_write_zeroes, 0, export_size));
   expect_execute(parse(shape(), 0, cmd_block_status, 0, export_size));
 }
 

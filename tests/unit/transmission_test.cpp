@@ -409,8 +409,14 @@ TEST(ErrorReply, SimpleWhenNotStructured) {
 }
 
 TEST(ErrorReply, StructuredReadErrorCarriesTheOffset) {
+  Reply r = error_reply(req(cmd_read, 0x10000, 512), true, err_io, "bad sector", true);
+  EXPECT_EQ(hex(r.head), hex(error_offset_chunk(5, "bad sector", 0x10000)));
+}
+
+TEST(ErrorReply, RefusedRequestsGetAPlainErrorChunk) {
+  // A request refused by validation may name an offset outside the export: no offset.
   Reply r = error_reply(req(cmd_read, 0x10000, 512), true, err_inval, "bad flags");
-  EXPECT_EQ(hex(r.head), hex(error_offset_chunk(22, "bad flags", 0x10000)));
+  EXPECT_EQ(hex(r.head), hex(error_chunk(22, "bad flags")));
 }
 
 TEST(ErrorReply, StructuredFlushErrorHasNoOffset) {
