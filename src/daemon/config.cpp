@@ -58,7 +58,7 @@ std::optional<DaemonConfig> parse_daemon_config(int argc, const char* const* arg
   app.add_option("--log-level", c.log_level, "trace, debug, info, warn, error, critical, off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
       ->capture_default_str();
-  app.add_option("--threads", c.worker_threads, "worker threads for volume I/O")
+  app.add_option("--threads", c.worker_threads, "threads per client connection (requests of one client that run at once)")
       ->check(CLI::Range(1u, 256u))
       ->capture_default_str();
   app.add_option("--handshake-timeout", c.handshake_timeout_seconds,
@@ -72,8 +72,11 @@ std::optional<DaemonConfig> parse_daemon_config(int argc, const char* const* arg
 
   try {
     app.parse(argc, argv);
-    if (!pool_size.empty()) c.pool_size = value_or_throw(parse_size(pool_size), "--pool-size");
-    if (!cache_size.empty()) c.cache_bytes = value_or_throw(parse_size(cache_size), "--cache-size");
+    if (c.pool.empty()) throw CLI::ValidationError("--pool", "the pool path cannot be empty");
+    if (app.count("--pool-size"))
+      c.pool_size = value_or_throw(parse_size(pool_size), "--pool-size");
+    if (app.count("--cache-size"))
+      c.cache_bytes = value_or_throw(parse_size(cache_size), "--cache-size");
     c.tcp = !no_tcp_flag;
     if (c.tcp) {
       HostPort hp = value_or_throw(parse_host_port(listen), "--listen");

@@ -160,10 +160,11 @@ int run_daemon(const DaemonConfig& config) {
   }
 
   asio::io_context io;
-  asio::thread_pool workers(config.worker_threads);
+  asio::thread_pool workers(1);
   nbd::ServerOptions options;
   options.limits.handshake_timeout = std::chrono::seconds(config.handshake_timeout_seconds);
   options.max_connections = config.max_connections;
+  options.limits.threads_per_connection = config.worker_threads;
   nbd::Server server(io, exports, workers, options);
   ControlServer control(io);
   add_control_commands(control, exports, server, config, pool);

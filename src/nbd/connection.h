@@ -1,37 +1,36 @@
-// Connection: one NBD client, from greeting to close, on its own strand.
+// Connection: one NBD client, from greeting to close.
 //
-// The handshake and request parsing are pure state machines (handshake.h,
-// request_parser.h); this class only moves bytes between them and the socket, hands
-// validated requests to the worker pool, and writes replies in completion order.
+// Negotiation runs asynchronously on the connection's strand (the handshake is a pure
+// state machine, handshake.h; this class only moves its bytes). Once the client enters
+// transmission, the socket is handed to a Session (session.h) whose threads serve the
+// requests with blocking I/O.
 //
 // Invariants:
-//  1. Everything that touches the socket or the connection's state runs on its strand;
-//     only Volume calls run on worker threads.
-//  2. At most limits.max_in_flight requests (and max_in_flight_bytes of payload and read
-//     data) are outstanding; past that the connection stops reading until replies go out,
-//     so a client that never reads its replies only stalls itself.
-//  3. A connection that has not finished negotiating within handshake_timeout is closed.
-//  4. stop() ends the connection gracefully: no new requests are read, in-flight ones
-//     complete and their replies are sent, then the socket closes.
+//  1. A connection that has not finished negotiating within handshake_timeout is closed,
+//     so half-open clients cannot pile up; idle attached clients only hold their threads.
+//  2. stop() ends the connection gracefully: during negotiation it closes at once; in
+//     transmission no new requests are read, in-flight ones complete and their replies
+//     are sent. force_close() also breaks sends blocked on a client that never reads.
+//  3. The registry holds every live connection until its socket is closed, and the
+//     io_context keeps running until every session has ended.
 #pragma once
 
 #include "nbd/asio.h"
 #include <atomic>
 #include <chrono>
-#include <deque>
 #include <memory>
 #include <string>
 
 #include "nbd/handshake.h"
 #include "nbd/request_parser.h"
+#include "nbd/session.h"
 #include "nbd/transmission.h"
 
 namespace snapstore::nbd {
 
 struct ConnectionLimits {
   std::chrono::milliseconds handshake_timeout{30000};
-  std::uint32_t max_in_flight = 128;
-  std::uint64_t max_in_flight_bytes = 256ull << 20;
+  unsigned threads_per_connection = 4;  // requests of one client that run at once
   HandshakeLimits handshake{};
 };
 
@@ -39,7 +38,6 @@ class ConnectionRegistry;
 
 struct ConnectionContext {
   const ExportTable& exports;
-  boost::asio::thread_pool& workers;
   ConnectionRegistry& registry;
   ConnectionLimits limits;
 };
@@ -51,6 +49,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   Connection(socket_type socket, ConnectionContext& context, std::string peer);
   void start();
   void stop();  // graceful; safe from any thread
+  void force_close();
   const std::string& peer() const { return peer_; }
   // The export this connection attached, or empty while still negotiating.
   std::string export_name() const;
@@ -58,33 +57,22 @@ class Connection : public std::enable_shared_from_this<Connection> {
  private:
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<bool> negotiate();
-  boost::asio::awaitable<void> transmit();
   boost::asio::awaitable<bool> read_exact(void* data, std::size_t size);
-  boost::asio::awaitable<bool> discard(std::size_t size);
-  boost::asio::awaitable<void> wait_until(auto&& condition);
   boost::asio::awaitable<void> send_now(std::vector<std::byte> bytes);
-  void dispatch(const Request& request, std::unique_ptr<std::byte[]> payload);
-  void finish(Reply reply, std::uint64_t bytes);
-  void enqueue(Reply reply);
-  void start_write();
-  void wake() { wake_.cancel(); }
-  bool has_room() const;
+  bool start_session();
+  void session_finished();
 
   socket_type socket_;
   ConnectionContext& context_;
   std::string peer_;
-  boost::asio::steady_timer wake_;
   boost::asio::steady_timer handshake_timer_;
-  Negotiated negotiated_;
-  std::unique_ptr<TransmissionContext> transmission_;
+  boost::asio::executor_work_guard<boost::asio::any_io_executor> keep_running_;
   std::atomic<bool> stopping_{false};
-  bool in_transmission_ = false;
-  bool broken_ = false;  // a socket write failed: stop everything
-  std::uint32_t in_flight_ = 0;
-  std::uint64_t in_flight_bytes_ = 0;
-  std::deque<Reply> pending_;
-  std::vector<Reply> writing_;
-  mutable std::mutex name_mutex_;
+  Negotiated negotiated_;
+  std::atomic<bool> in_transmission_{false};
+  bool broken_ = false;  // a socket write failed during negotiation
+  mutable std::mutex mutex_;  // guards session_ and export_name_
+  std::shared_ptr<Session> session_;
   std::string export_name_;
 };
 
@@ -94,6 +82,8 @@ class ConnectionRegistry {
   void add(const std::shared_ptr<Connection>& c);
   void remove(const Connection* c);
   void stop_all();
+  void force_close_all();
+  std::vector<std::shared_ptr<Connection>> live() const;
   std::size_t count() const;
   std::size_t count_attached(std::string_view export_name) const;
 

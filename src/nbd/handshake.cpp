@@ -174,6 +174,11 @@ HandshakeStep Handshake::handle_info_or_go(std::uint32_t option,
 HandshakeStep Handshake::handle_meta_context(std::uint32_t option,
                                             std::span<const std::byte> data) {
   const bool setting = option == opt_set_meta_context;
+  // proto.md: SET_META_CONTEXT replaces the selection even when it fails.
+  if (setting) {
+    negotiated_.meta_contexts.clear();
+    meta_context_export_.clear();
+  }
   if (!negotiated_.structured_replies)
     return reply_only(rep_err_invalid, "negotiate structured replies first");
   WireReader r(data);
@@ -202,10 +207,7 @@ HandshakeStep Handshake::handle_meta_context(std::uint32_t option,
     for (std::string& m : found)
       if (std::find(matches.begin(), matches.end(), m) == matches.end()) matches.push_back(m);
   }
-  if (setting) {
-    negotiated_.meta_contexts.clear();
-    meta_context_export_ = name;
-  }
+  if (setting) meta_context_export_ = name;
   std::vector<std::byte> out;
   for (std::size_t i = 0; i < matches.size(); ++i) {
     std::uint32_t id = setting ? static_cast<std::uint32_t>(i + 1) : 0;

@@ -1,6 +1,8 @@
 // Request header decoding and validation. See request_parser.h for the verdicts.
 #include "nbd/request_parser.h"
 
+#include <algorithm>
+
 namespace snapstore::nbd {
 
 namespace {
@@ -10,6 +12,18 @@ ParsedRequest with_error(ParsedRequest p, std::uint32_t error, std::string reaso
   p.error = error;
   p.reason = std::move(reason);
   return p;
+}
+
+// proto.md, "Block size constraints": the maximum applies to READ, WRITE, CACHE and
+// WRITE_ZEROES without FAST_ZERO; TRIM, BLOCK_STATUS and fast zeroing may be longer.
+bool limited_by_maximum(const Request& r) {
+  switch (r.type) {
+    case cmd_read:
+    case cmd_write:
+    case cmd_cache: return true;
+    case cmd_write_zeroes: return !(r.flags & cmd_flag_fast_zero);
+    default: return false;
+  }
 }
 
 bool writes_data(std::uint16_t type) {
@@ -46,7 +60,7 @@ ParsedRequest RequestParser::parse(std::span<const std::byte> header) const {
 ParsedRequest RequestParser::check(ParsedRequest p) const {
   const Request& r = p.request;
   const BlockSizes& bs = shape_.block_sizes;
-  if (r.type == cmd_write && r.length > bs.maximum) {
+  if (r.type == cmd_write && r.length > std::max(bs.maximum, max_drained_payload)) {
     p.action = ParsedRequest::verdict::close;
     p.error = err_inval;
     p.payload_length = 0;
@@ -73,14 +87,17 @@ ParsedRequest RequestParser::check(ParsedRequest p) const {
     return with_error(std::move(p), err_perm, "export is read-only");
   const std::uint64_t end = r.offset + r.length;
   if (end < r.offset || end > shape_.size) {
-    std::uint32_t e = writes_data(r.type) ? err_nospc : err_inval;
-    return with_error(std::move(p), e, "request extends beyond the end of the export");
+    // proto.md: ENOSPC for writes past the end, EINVAL for reads and trims.
+    const bool write = r.type == cmd_write || r.type == cmd_write_zeroes;
+    return with_error(std::move(p), write ? err_nospc : err_inval,
+                      "request extends beyond the end of the export");
   }
   if ((r.offset % bs.minimum) != 0 || (r.length % bs.minimum) != 0)
     return with_error(std::move(p), err_inval, "request not aligned to the minimum block size");
-  if (r.type == cmd_read && r.length > bs.maximum) {
-    std::uint32_t e = (r.flags & cmd_flag_df) ? err_overflow : err_inval;
-    return with_error(std::move(p), e, "read larger than the advertised maximum block size");
+  if (r.length > bs.maximum && limited_by_maximum(r)) {
+    const bool df_read = r.type == cmd_read && (r.flags & cmd_flag_df);
+    return with_error(std::move(p), df_read ? err_overflow : err_inval,
+                      "request larger than the advertised maximum block size");
   }
   return p;
 }

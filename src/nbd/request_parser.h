@@ -13,7 +13,9 @@
 //  1. Validation happens here, before dispatch: a request that reaches the Volume lies inside
 //     the export, has a non-zero length, respects the minimum block size, and carries only
 //     flags that are valid for its command and were negotiated.
-//  2. No request makes the connection read more than max_payload bytes of payload.
+//  2. No request makes the connection read more than max(maximum block size,
+//     max_drained_payload) bytes of payload: a write a little over the advertised maximum
+//     is read and dropped (EINVAL), one beyond that closes the connection unread.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +26,8 @@
 #include "nbd/wire.h"
 
 namespace snapstore::nbd {
+
+inline constexpr std::uint32_t max_drained_payload = 32u << 20;
 
 struct Request {
   std::uint16_t flags = 0;

@@ -11,7 +11,9 @@ namespace asio = boost::asio;
 
 Server::Server(asio::io_context& io, const ExportTable& exports, asio::thread_pool& workers,
                ServerOptions options)
-    : io_(io), context_{exports, workers, registry_, options.limits}, options_(options) {}
+    : io_(io), context_{exports, registry_, options.limits}, options_(options), stop_timer_(io) {
+  (void)workers;  // sessions run on their own threads now; the parameter goes next commit
+}
 
 Server::~Server() {
   for (const auto& p : unix_paths_) ::unlink(p.c_str());
@@ -103,6 +105,19 @@ void Server::stop() {
     for (const auto& p : unix_paths_) ::unlink(p.c_str());
     unix_paths_.clear();
     registry_.stop_all();
+    stop_deadline_ = std::chrono::steady_clock::now() + options_.stop_grace;
+    watch_stop();
+  });
+}
+
+// Until every connection has gone: after the grace period, break sends that a client
+// never reads, so shutdown cannot hang on it.
+void Server::watch_stop() {
+  if (registry_.count() == 0) return;
+  if (std::chrono::steady_clock::now() >= stop_deadline_) registry_.force_close_all();
+  stop_timer_.expires_after(std::chrono::milliseconds(50));
+  stop_timer_.async_wait([this](boost::system::error_code ec) {
+    if (!ec) watch_stop();
   });
 }
 

@@ -5,8 +5,9 @@
 //     created with the requested mode (0600 unless a group is configured) and removed on stop.
 //  2. Past max_connections, new clients are accepted and closed at once, so a flood of idle
 //     clients cannot exhaust descriptors needed by others.
-//  3. stop() closes the listeners and stops every connection gracefully; once they have
-//     all finished, the io_context runs out of work.
+//  3. stop() closes the listeners and stops every connection gracefully (after
+//     stop_grace, blocked sends are broken); once they have all finished, the io_context
+//     runs out of work.
 #pragma once
 
 #include "nbd/asio.h"
@@ -22,6 +23,8 @@ namespace snapstore::nbd {
 struct ServerOptions {
   ConnectionLimits limits{};
   std::size_t max_connections = 512;
+  // How long stop() lets in-flight requests finish before breaking blocked sends.
+  std::chrono::milliseconds stop_grace{5000};
 };
 
 class Server {
@@ -41,6 +44,7 @@ class Server {
   template <typename Acceptor>
   boost::asio::awaitable<void> accept_loop(Acceptor& acceptor);
   void admit(Connection::socket_type socket, std::string peer);
+  void watch_stop();
 
   boost::asio::io_context& io_;
   ConnectionRegistry registry_;
@@ -51,6 +55,8 @@ class Server {
   std::vector<std::filesystem::path> unix_paths_;
   std::uint16_t tcp_port_ = 0;
   bool stopped_ = false;
+  boost::asio::steady_timer stop_timer_;
+  std::chrono::steady_clock::time_point stop_deadline_;
 };
 
 }  // namespace snapstore::nbd

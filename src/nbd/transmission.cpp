@@ -30,8 +30,11 @@ Reply ok_reply(const Request& request, bool structured) {
 // lies inside the request (it was validated before it ran).
 Reply reply_for(const Request& request, bool structured, const Status& status) {
   if (status.is_ok()) return ok_reply(request, structured);
-  return error_reply(request, structured, nbd_error_for(status), status.message(),
-                     /*at_offset=*/true);
+  std::uint32_t error = nbd_error_for(status);
+  // ENOTSUP is reserved for a zero request with FAST_ZERO that would be slow (proto.md).
+  const bool fast_zero = request.type == cmd_write_zeroes && (request.flags & cmd_flag_fast_zero);
+  if (error == err_notsup && !fast_zero) error = err_io;
+  return error_reply(request, structured, error, status.message(), /*at_offset=*/true);
 }
 
 bool all_zero(const std::byte* p, std::size_t n) {
@@ -46,13 +49,21 @@ bool all_zero(const std::byte* p, std::size_t n) {
 }
 
 Reply execute_read(const TransmissionContext& ctx, const Request& request) {
-  auto buffer = std::make_unique_for_overwrite<std::byte[]>(request.length);
-  Status st = ctx.volume.read(request.offset, {buffer.get(), request.length});
+  std::unique_ptr<std::byte[]> owned;
+  std::byte* buffer = nullptr;
+  if (ctx.read_buffer) {
+    if (ctx.read_buffer->size() < request.length) ctx.read_buffer->resize(request.length);
+    buffer = ctx.read_buffer->data();
+  } else {
+    owned = std::make_unique_for_overwrite<std::byte[]>(request.length);
+    buffer = owned.get();
+  }
+  Status st = ctx.volume.read(request.offset, {buffer, request.length});
   if (!st.is_ok()) return reply_for(request, ctx.structured_replies, st);
   Reply reply;
   if (!ctx.structured_replies) {
     simple_header(reply.head, err_none, request.cookie);
-  } else if (all_zero(buffer.get(), request.length)) {
+  } else if (all_zero(buffer, request.length)) {
     chunk_header(reply.head, reply_flag_done, chunk_offset_hole, request.cookie, 12);
     WireWriter(reply.head).u64(request.offset).u32(request.length);
     return reply;
@@ -61,8 +72,12 @@ Reply execute_read(const TransmissionContext& ctx, const Request& request) {
                  8 + request.length);
     WireWriter(reply.head).u64(request.offset);
   }
-  reply.data = std::move(buffer);
-  reply.data_length = request.length;
+  if (owned) {
+    reply.data = std::move(owned);
+    reply.data_length = request.length;
+  } else {
+    reply.borrowed = {buffer, request.length};
+  }
   return reply;
 }
 

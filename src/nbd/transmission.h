@@ -28,6 +28,10 @@ struct Reply {
   std::vector<std::byte> head;           // header and any small payload
   std::unique_ptr<std::byte[]> data;     // bulk read data, sent after head
   std::size_t data_length = 0;
+  std::span<const std::byte> borrowed;   // bulk read data in the caller's read buffer
+  std::span<const std::byte> body() const {
+    return data ? std::span<const std::byte>(data.get(), data_length) : borrowed;
+  }
 };
 
 std::uint32_t nbd_error_for(const Status& status);
@@ -37,6 +41,9 @@ struct TransmissionContext {
   bool structured_replies = false;
   const std::vector<MetaContext>& meta_contexts;
   std::uint32_t max_extents = 8192;  // descriptors per BLOCK_STATUS chunk
+  // Where reads land: a buffer the caller reuses (the reply borrows it until sent), or
+  // nullptr for a fresh buffer per read owned by the reply.
+  std::vector<std::byte>* read_buffer = nullptr;
 };
 
 Reply execute(const TransmissionContext& ctx, const Request& request,
