@@ -3,7 +3,7 @@
 //
 // On disk: refcount pages (type refcount_page; after the header, 1,016 little-endian u32
 // counts; the header's extra word is the page number) listed by index pages (type
-// sm_index_page; up to 169 entries of {u64 block, u64 checksum, u32 free, u32 reserved};
+// sm_index_page; up to 169 entries of {u64 block, u64 checksum, u64 reserved (0)};
 // extra word = index page number), which the superblock lists.
 //
 // Invariants:
