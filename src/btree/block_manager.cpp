@@ -2,6 +2,7 @@
 #include "btree/block_manager.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace snapstore {
 
@@ -105,9 +106,27 @@ std::vector<MutableBlockRef> BlockManager::dirty_blocks() {
 }
 
 Status BlockManager::write_dirty() {
-  for (const MutableBlockRef& b : dirty_blocks())
-    SNAPSTORE_RETURN_IF_ERROR(
-        chunks_.write(space::metadata, b->number * metadata_block_size, b->data()));
+  // Runs of consecutive blocks inside one chunk go out as one device write.
+  const std::vector<MutableBlockRef> dirty = dirty_blocks();
+  const std::uint64_t per_chunk = chunks_.chunk_size() / metadata_block_size;
+  std::vector<std::byte> run;
+  std::size_t i = 0;
+  while (i < dirty.size()) {
+    std::size_t j = i + 1;
+    while (j < dirty.size() && j - i < 256 && dirty[j]->number == dirty[j - 1]->number + 1 &&
+           dirty[j]->number % per_chunk != 0)
+      ++j;
+    const std::uint64_t offset = dirty[i]->number * metadata_block_size;
+    if (j - i == 1) {
+      SNAPSTORE_RETURN_IF_ERROR(chunks_.write(space::metadata, offset, dirty[i]->data()));
+    } else {
+      run.resize((j - i) * metadata_block_size);
+      for (std::size_t k = i; k < j; ++k)
+        std::memcpy(run.data() + (k - i) * metadata_block_size, dirty[k]->bytes, metadata_block_size);
+      SNAPSTORE_RETURN_IF_ERROR(chunks_.write(space::metadata, offset, run));
+    }
+    i = j;
+  }
   std::lock_guard lock(mutex_);
   for (auto& [n, b] : dirty_) {
     b->dirty = false;

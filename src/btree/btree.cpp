@@ -84,9 +84,11 @@ Status BTree::split_child(NodeWriter& parent, std::uint32_t i, const MutableBloc
   return Status::ok();
 }
 
-Result<BlockPointer> BTree::insert(const BlockPointer& root, std::uint64_t key,
-                                   std::span<const std::byte> value,
-                                   std::span<std::byte> old_value, bool* replaced) {
+// Shadows the path from the root to the leaf where `key` belongs, splitting full nodes on
+// the way down. Returns the new root; `leaf` is the (writable) leaf and `upper` the first
+// key that belongs to a later leaf (~0 if none).
+Result<BlockPointer> BTree::descend_for_insert(const BlockPointer& root, std::uint64_t key,
+                                               MutableBlockRef& leaf, std::uint64_t& upper) {
   auto top = shadow_node(root);
   if (!top) return top.status();
   MutableBlockRef cur = *top;
@@ -101,6 +103,7 @@ Result<BlockPointer> BTree::insert(const BlockPointer& root, std::uint64_t key,
     cur = *grown;
   }
   const BlockPointer new_root = tm_.pointer_to(*cur);
+  upper = ~std::uint64_t{0};
   for (;;) {
     NodeWriter node(cur->bytes);
     if (node.is_leaf()) break;
@@ -117,10 +120,23 @@ Result<BlockPointer> BTree::insert(const BlockPointer& root, std::uint64_t key,
         auto right = dirty(node.child(i + 1));
         if (!right) return right.status();
         next = *right;
+        ++i;
       }
     }
+    if (i + 1 < node.size()) upper = std::min(upper, node.key(i + 1));
     cur = next;
   }
+  leaf = cur;
+  return new_root;
+}
+
+Result<BlockPointer> BTree::insert(const BlockPointer& root, std::uint64_t key,
+                                   std::span<const std::byte> value,
+                                   std::span<std::byte> old_value, bool* replaced) {
+  MutableBlockRef cur;
+  std::uint64_t upper = 0;
+  auto new_root = descend_for_insert(root, key, cur, upper);
+  if (!new_root) return new_root;
   NodeWriter leaf(cur->bytes);
   std::uint32_t j = leaf.first_at_or_after(key);
   const bool exists = j < leaf.size() && leaf.key(j) == key;
@@ -132,6 +148,36 @@ Result<BlockPointer> BTree::insert(const BlockPointer& root, std::uint64_t key,
     leaf.insert_at(j, key, value);
   }
   return new_root;
+}
+
+Result<BlockPointer> BTree::insert_run(const BlockPointer& root, std::uint64_t first,
+                                       std::uint64_t count, const RunValueFn& value_of,
+                                       const RemovedFn& on_replaced) {
+  BlockPointer current = root;
+  std::uint64_t done = 0;
+  while (done < count) {
+    MutableBlockRef cur;
+    std::uint64_t upper = 0;
+    auto r = descend_for_insert(current, first + done, cur, upper);
+    if (!r) return r;
+    current = *r;
+    NodeWriter leaf(cur->bytes);
+    std::uint32_t j = leaf.first_at_or_after(first + done);
+    do {  // fill this leaf while the keys belong to it and it has room
+      const std::uint64_t key = first + done;
+      if (j < leaf.size() && leaf.key(j) == key) {
+        if (on_replaced) on_replaced(key, leaf.value_span(j));
+        leaf.set_value(j, value_of(done));
+      } else if (leaf.size() < leaf.max_entries()) {
+        leaf.insert_at(j, key, value_of(done));
+      } else {
+        break;
+      }
+      ++j;
+      ++done;
+    } while (done < count && first + done < upper);
+  }
+  return current;
 }
 
 Result<MutableBlockRef> BTree::rebalance(NodeWriter& parent, std::uint32_t left,

@@ -50,6 +50,12 @@ class BTree {
   Result<BlockPointer> insert(const BlockPointer& root, std::uint64_t key,
                               std::span<const std::byte> value, std::span<std::byte> old_value = {},
                               bool* replaced = nullptr);
+  // Sets keys first .. first + count - 1 to value_of(0 .. count - 1), descending once per
+  // leaf rather than once per key; on_replaced sees each overwritten old value.
+  using RunValueFn = std::function<std::span<const std::byte>(std::uint64_t index)>;
+  Result<BlockPointer> insert_run(const BlockPointer& root, std::uint64_t first,
+                                  std::uint64_t count, const RunValueFn& value_of,
+                                  const RemovedFn& on_replaced);
   Result<BlockPointer> remove(const BlockPointer& root, std::uint64_t key,
                               std::span<std::byte> old_value = {}, bool* removed = nullptr);
   // Removes every key in [begin, end), calling on_removed for each.
@@ -72,6 +78,8 @@ class BTree {
   Result<MutableBlockRef> shadow_node(const BlockPointer& ptr);
   Result<MutableBlockRef> new_node(std::uint16_t level);
   Status split_child(NodeWriter& parent, std::uint32_t i, const MutableBlockRef& child);
+  Result<BlockPointer> descend_for_insert(const BlockPointer& root, std::uint64_t key,
+                                          MutableBlockRef& leaf, std::uint64_t& upper);
   Result<MutableBlockRef> shadow_child_for_remove(NodeWriter& parent, std::uint32_t& i,
                                                   std::uint64_t key);
   Result<MutableBlockRef> rebalance(NodeWriter& parent, std::uint32_t left, std::uint64_t key,

@@ -138,25 +138,29 @@ Result<std::vector<std::uint64_t>> DataSpaceMap::allocate(std::size_t want) {
   for (std::uint64_t scanned = 0; scanned <= npages && out.size() < want; ++scanned) {
     const std::uint64_t p = (cursor_ / per_page + scanned) % npages;
     if (pages_[p].free == 0) continue;
+    // Find free blocks in this page, then take them all with one write to the page.
     const std::uint64_t start = scanned == 0 ? cursor_ % per_page : 0;
-    BlockRef page_bytes;
+    BlockRef current;
     if (pages_[p].page.block != no_page) {
       auto page = tm_.read(pages_[p].page);
       if (!page) return page.status();
-      page_bytes = *page;
+      current = *page;
     }
+    const std::size_t before = out.size();
     for (std::uint64_t i = start; i < blocks_in_page(p) && out.size() < want; ++i) {
       const std::uint64_t b = p * per_page + i;
-      if (page_bytes && load_le32(page_bytes->bytes + metadata_header_size + i * 4) != 0) continue;
-      if (freed_this_transaction_.count(b)) continue;
-      SNAPSTORE_RETURN_IF_ERROR(inc(b));
-      // inc() may have moved the page (shadowing): read counts from the current copy.
-      auto current = tm_.read(pages_[p].page);
-      if (!current) return current.status();
-      page_bytes = *current;
+      if (current && load_le32(current->bytes + metadata_header_size + i * 4) != 0) continue;
+      if (!freed_this_transaction_.empty() && freed_this_transaction_.count(b)) continue;
       out.push_back(b);
-      cursor_ = b + 1;
     }
+    if (out.size() == before) continue;
+    auto page = writable_page(p);
+    if (!page) return page.status();
+    for (std::size_t k = before; k < out.size(); ++k)
+      store_le32((*page)->bytes + metadata_header_size + (out[k] % per_page) * 4, 1);
+    pages_[p].free -= static_cast<std::uint32_t>(out.size() - before);
+    free_total_ -= out.size() - before;
+    cursor_ = out.back() + 1;
   }
   if (out.empty()) return no_space("no free data blocks");
   return out;

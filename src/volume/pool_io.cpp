@@ -159,14 +159,22 @@ Status Pool::remap(std::uint64_t volume, std::uint64_t first, const std::vector<
   std::unique_lock meta(meta_mutex_);
   auto v = volume_state(volume);
   if (!v) return v.status();
-  for (std::size_t i = 0; i < blocks.size(); ++i) {
-    std::array<std::byte, mapping_value_size> old{};
-    bool replaced = false;
-    auto root = mappings_->insert((*v)->record.mapping, first + i,
-                                  encode_mapping({blocks[i], sums[i]}), old, &replaced);
-    if (!root) return fail(root.status());  // the tree may be half-changed: stop writing
-    (*v)->record.mapping = *root;
-    if (replaced) SNAPSTORE_RETURN_IF_ERROR(data_sm_->dec(decode_mapping(old).data_block));
+  std::array<std::byte, mapping_value_size> value{};
+  std::vector<std::uint64_t> released;
+  auto root = mappings_->insert_run(
+      (*v)->record.mapping, first, blocks.size(),
+      [&](std::uint64_t i) {
+        value = encode_mapping({blocks[i], sums[i]});
+        return std::span<const std::byte>(value);
+      },
+      [&](std::uint64_t, std::span<const std::byte> old) {
+        released.push_back(decode_mapping(old).data_block);
+      });
+  if (!root) return fail(root.status());  // the tree may be half-changed: stop writing
+  (*v)->record.mapping = *root;
+  for (std::uint64_t old_block : released) {
+    Status st = data_sm_->dec(old_block);
+    if (!st) return fail(st);
   }
   (*v)->dirty = true;
   dirty_ = true;

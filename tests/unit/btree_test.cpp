@@ -243,3 +243,44 @@ TEST(BTree, ClonesShareUntilWrittenAndKeepCountsExact) {
 
 }  // namespace
 }  // namespace snapstore
+
+namespace snapstore {
+namespace {
+
+TEST(BTree, InsertRunMatchesSingleInserts) {
+  MetadataStack s;
+  BlockPointer r = *s.tree().create();
+  std::map<std::uint64_t, std::uint64_t> model;
+  std::mt19937_64 rng(5);
+  std::uint64_t next_id = 1;
+  for (int round = 0; round < 300; ++round) {
+    const std::uint64_t first = rng() % 20000;
+    const std::uint64_t count = 1 + rng() % 700;
+    std::vector<std::array<std::byte, value_size>> values;
+    for (std::uint64_t i = 0; i < count; ++i) values.push_back(make_value(next_id + i));
+    std::uint64_t replaced = 0;
+    auto nr = s.tree().insert_run(
+        r, first, count, [&](std::uint64_t i) { return std::span<const std::byte>(values[i]); },
+        [&](std::uint64_t key, std::span<const std::byte> old) {
+          ++replaced;
+          EXPECT_EQ(value_id(old), model[key]);
+        });
+    ASSERT_TRUE(nr) << nr.status().to_string();
+    r = *nr;
+    std::uint64_t expected_replaced = 0;
+    for (std::uint64_t i = 0; i < count; ++i) {
+      expected_replaced += model.count(first + i);
+      model[first + i] = next_id + i;
+    }
+    EXPECT_EQ(replaced, expected_replaced);
+    next_id += count;
+    if (round % 50 == 49) {
+      s.commit({&r});
+      s.check({r});
+      expect_matches(s.tree(), r, model);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace snapstore
