@@ -22,10 +22,10 @@ Result<BlockRef> TransactionManager::read(const BlockPointer& ptr) {
 }
 
 Result<std::uint64_t> TransactionManager::allocate() {
-  auto b = space_map_.allocate();
+  auto b = space_map_.allocate(use_reserve_);
   if (b || !grow_metadata_) return b;
-  SNAPSTORE_RETURN_IF_ERROR(grow_metadata_());
-  return space_map_.allocate();
+  if (grow_metadata_().is_ok()) return space_map_.allocate(use_reserve_);
+  return b;
 }
 
 Result<MutableBlockRef> TransactionManager::new_block(metadata_type type) {

@@ -29,6 +29,9 @@ class TransactionManager {
                      std::function<Status()> grow_metadata, std::uint64_t generation);
 
   std::uint64_t generation() const { return generation_; }
+  // While set, allocations may dip into the metadata reserve (for operations that give
+  // space back, such as unmapping, which must work when the pool is full).
+  void set_use_reserve(bool on) { use_reserve_ = on; }
   void set_generation(std::uint64_t g) { generation_ = g; }
 
   Result<BlockRef> read(const BlockPointer& ptr);
@@ -59,6 +62,7 @@ class TransactionManager {
   MetadataSpaceMap& space_map_;
   std::function<Status()> grow_metadata_;
   std::uint64_t generation_;
+  bool use_reserve_ = false;
 };
 
 }  // namespace snapstore

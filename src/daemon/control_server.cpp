@@ -71,6 +71,8 @@ std::string ControlServer::handle_line(std::string_view line) const {
     return json{{"version", control_protocol_version}, {"ok", true}, {"result", *result}}.dump();
   } catch (const json::exception& e) {  // a handler read an argument of the wrong type
     return error_reply("invalid_argument", e.what());
+  } catch (const std::exception& e) {  // nothing a handler throws may reach the io thread
+    return error_reply("internal_error", e.what());
   }
 }
 

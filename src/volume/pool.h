@@ -115,6 +115,7 @@ class Pool {
   Status grow_data();
   Result<std::vector<std::uint64_t>> allocate_data(std::size_t count);
   Status release_data(const std::vector<std::uint64_t>& blocks);
+  Status ensure_metadata_headroom(std::uint64_t data_blocks);
   Status lookup_range(VolumeState& v, std::uint64_t first, std::uint64_t count,
                       std::vector<Mapped>& out);
   Status read_blocks_locked(VolumeState& v, std::uint64_t first, std::uint64_t count,

@@ -129,6 +129,15 @@ Result<std::vector<std::uint64_t>> Pool::allocate_data(std::size_t count) {
   return got;
 }
 
+// Makes sure a remap of `data_blocks` blocks cannot run out of metadata half-way: the
+// b-tree path and space-map pages it may shadow, above the reserve kept for commits.
+Status Pool::ensure_metadata_headroom(std::uint64_t data_blocks) {
+  const std::uint64_t need = metadata_sm_->reserve() + 16 + data_blocks / 16;
+  if (metadata_sm_->nr_free() >= need) return Status::ok();
+  if (grow_metadata().is_ok() && metadata_sm_->nr_free() >= need) return Status::ok();
+  return no_space("metadata space is full");
+}
+
 Status Pool::release_data(const std::vector<std::uint64_t>& blocks) {
   for (std::uint64_t b : blocks) SNAPSTORE_RETURN_IF_ERROR(data_sm_->dec(b));
   return Status::ok();
@@ -187,6 +196,7 @@ Status Pool::write_blocks(std::uint64_t volume, std::uint64_t first, std::span<c
   std::vector<std::uint64_t> blocks;
   {
     std::unique_lock meta(meta_mutex_);
+    SNAPSTORE_RETURN_IF_ERROR(ensure_metadata_headroom(count));
     auto got = allocate_data(count);
     if (!got) return got.status();
     blocks = std::move(got).value();
@@ -266,6 +276,11 @@ Status Pool::unmap(std::uint64_t volume, std::uint64_t offset, std::uint64_t len
       std::unique_lock meta(meta_mutex_);
       auto v = volume_state(volume);
       if (!v) return v.status();
+      tm_->set_use_reserve(true);  // unmapping gives space back: it may use the reserve
+      struct ReserveOff {
+        TransactionManager& tm;
+        ~ReserveOff() { tm.set_use_reserve(false); }
+      } reserve_off{*tm_};
       Status released = Status::ok();
       auto root = mappings_->remove_range(
           (*v)->record.mapping, whole_first, whole_end,
