@@ -199,6 +199,12 @@ Result<BlockPointer> DataSpaceMap::seal() {
   return index_root_;
 }
 
-void DataSpaceMap::end_transaction() { freed_this_transaction_.clear(); }
+// What the transaction freed is reusable now; searching from the start again hands it
+// out first, so overwrites land on blocks the backing file already holds instead of
+// growing into holes (which costs the host file system an allocation each time).
+void DataSpaceMap::end_transaction() {
+  freed_this_transaction_.clear();
+  cursor_ = 0;
+}
 
 }  // namespace snapstore

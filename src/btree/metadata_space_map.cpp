@@ -73,6 +73,7 @@ void MetadataSpaceMap::end_transaction() {
     if (counts_[b] == 0) ++nr_free_;
   }
   freed_list_.clear();
+  cursor_ = 0;  // reuse what was freed first: metadata stays compact
   dirty_pages_.clear();
   dirty_index_pages_.clear();
 }

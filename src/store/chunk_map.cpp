@@ -183,6 +183,7 @@ Status ChunkMap::read(space s, std::uint64_t offset, std::span<std::byte> out,
       continue;
     }
     for (std::size_t b : bad) {  // repair: write the good copy over each bad one
+      if (!repair_) break;
       const Stripe& target = stripes[b];
       if (devices_[target.device]->write(target.offset + loc->within, out).is_ok()) ++repairs_;
     }

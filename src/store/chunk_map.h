@@ -63,6 +63,9 @@ class ChunkMap {
   Status read_copy(space s, std::uint64_t offset, std::size_t copy, std::span<std::byte> out);
   std::size_t copies(space s, std::uint64_t offset) const;
   Status flush();
+  // With repair off, reads still fall back to a good copy but never rewrite a bad one
+  // (the offline checker must not write).
+  void set_repair(bool on) { repair_ = on; }
 
  private:
   struct Location {
@@ -79,6 +82,7 @@ class ChunkMap {
   std::vector<Chunk> chunks_;
   std::vector<const Chunk*> by_space_[2];  // index -> chunk, per space
   std::atomic<std::uint64_t> checksum_failures_{0}, repairs_{0}, unrecoverable_{0};
+  bool repair_ = true;
 
   void rebuild_index();
 };

@@ -79,7 +79,9 @@ class Checker {
         nr_metadata_(chunks_.space_bytes(space::metadata) / metadata_block_size),
         nr_data_(chunks_.space_bytes(space::data) / sb.data_block_size),
         walker_([this](const BlockPointer& p) { return read(p); }, metadata_refs_,
-                report.problems) {}
+                report.problems) {
+    chunks_.set_repair(false);
+  }
 
   void run() {
     check_space_map_pages();
@@ -91,15 +93,39 @@ class Checker {
   }
 
  private:
-  Result<BlockRef> read(const BlockPointer& p) {
-    if (p.block >= nr_metadata_)
-      return corruption("points beyond the metadata space (block " + std::to_string(p.block) + ")");
-    return blocks_.read({p.block, p.checksum, p.generation});
+  // Reads a metadata block the checker's way: every copy verified on its own, each bad
+  // copy reported, nothing repaired (the checker never writes).
+  Result<BlockRef> read(const BlockPointer& p) { return read_block({p.block, p.checksum, p.generation}); }
+
+  Result<BlockRef> read_block(const BlockExpectation& want) {
+    if (want.block >= nr_metadata_)
+      return corruption("points beyond the metadata space (block " + std::to_string(want.block) + ")");
+    const std::uint64_t offset = want.block * metadata_block_size;
+    const std::size_t copies = chunks_.copies(space::metadata, offset);
+    auto good = std::make_shared<CachedBlock>(want.block);
+    auto probe = std::make_shared<CachedBlock>(want.block);
+    bool found = false;
+    for (std::size_t c = 0; c < copies; ++c) {
+      CachedBlock& target = found ? *probe : *good;
+      Status st = chunks_.read_copy(space::metadata, offset, c, target.mutable_data());
+      if (st && metadata_block_valid(target.data(), want)) {
+        found = true;
+        continue;
+      }
+      report_.problems.push_back("metadata block " + std::to_string(want.block) + ", copy " +
+                                 std::to_string(c) + ": " +
+                                 (st ? "damaged (checksum, address or generation mismatch)" : st.message()));
+    }
+    if (!found)
+      return corruption("metadata block " + std::to_string(want.block) + " is damaged on every copy");
+    return BlockRef(good);
   }
 
   void check_space_map_pages() {
     for (std::size_t i = 0; i < sb_.metadata_sm_index.size(); ++i)
       ++metadata_refs_[sb_.metadata_sm_index[i].block];
+    for (const SmIndexPointer& ip : sb_.metadata_sm_index) (void)read_block({ip.block, ip.checksum, 0});
+    if (!report_.problems.empty()) return;  // damaged index pages: counts cannot be trusted
     auto sm = MetadataSpaceMap::load(blocks_, sb_.metadata_sm_index, nr_metadata_);
     if (!sm) {
       report_.problems.push_back("metadata space map: " + sm.status().message());
@@ -111,6 +137,13 @@ class Checker {
     for (std::size_t i = 0; i < sb_.metadata_sm_index.size(); ++i) {
       const SmIndexPointer& ip = sb_.metadata_sm_index[i];
       auto page = blocks_.read({ip.block, ip.checksum, 0});
+      if (page) {  // check every copy of the refcount pages it names, too
+        for (std::size_t e = 0; e < entries_per_index_page; ++e) {
+          if (i * entries_per_index_page + e >= pages) break;
+          const std::byte* entry = (*page)->bytes + metadata_header_size + e * 24;
+          (void)read_block({load_le64(entry), load_le64(entry + 8), 0});
+        }
+      }
       if (!page) continue;
       for (std::size_t e = 0; e < entries_per_index_page; ++e) {
         if (i * entries_per_index_page + e >= pages) break;
@@ -263,6 +296,12 @@ CheckReport check_pool(const std::vector<BlockDevicePtr>& devices, const CheckOp
                               " devices; " + std::to_string(devices.size()) + " were given");
     return report;
   }
+  for (std::size_t i = 0; i < devices.size(); ++i)
+    if (devices[i]->size() < sb.devices[i].size)
+      report.problems.push_back(devices[i]->name() + " holds " + std::to_string(devices[i]->size()) +
+                                " bytes; the pool expects " + std::to_string(sb.devices[i].size) +
+                                " (truncated?)");
+  if (!report.problems.empty()) return report;
   check_chunk_map(sb, devices, report);
   if (!report.problems.empty()) return report;
   Checker(devices, sb, options, report).run();

@@ -284,3 +284,59 @@ TEST(BTree, InsertRunMatchesSingleInserts) {
 
 }  // namespace
 }  // namespace snapstore
+
+namespace snapstore {
+namespace {
+
+// Random inserts, removes, lookups, clones and releases with the full check (structure,
+// every metadata count, every value count) after every single step.
+TEST(BTree, CheckerPassesAfterEveryStep) {
+  MetadataStack s;
+  std::mt19937_64 rng(23);
+  std::vector<BlockPointer> roots{*s.tree().create()};
+  std::vector<std::map<std::uint64_t, std::uint64_t>> models(1);
+  std::uint64_t next_id = 1;
+  for (int step = 0; step < 700; ++step) {
+    const std::size_t t = rng() % roots.size();
+    const std::uint64_t key = rng() % 600;
+    const unsigned op = rng() % 20;
+    std::array<std::byte, value_size> old{};
+    if (op < 11) {
+      const std::uint64_t id = next_id++;
+      s.value_refs()[id] += 1;
+      bool replaced = false;
+      roots[t] = *s.tree().insert(roots[t], key, make_value(id), old, &replaced);
+      if (replaced) --s.value_refs()[value_id(old)];
+      models[t][key] = id;
+    } else if (op < 16) {
+      bool removed = false;
+      roots[t] = *s.tree().remove(roots[t], key, old, &removed);
+      ASSERT_EQ(removed, models[t].erase(key) == 1);
+      if (removed) --s.value_refs()[value_id(old)];
+    } else if (op < 18) {
+      std::array<std::byte, value_size> out{};
+      auto found = s.tree().lookup(roots[t], key, out);
+      ASSERT_TRUE(found);
+      ASSERT_EQ(*found, models[t].count(key) == 1);
+    } else if (op == 18 && roots.size() < 6) {
+      s.tree().clone(roots[t]);
+      roots.push_back(roots[t]);
+      models.push_back(models[t]);
+    } else if (roots.size() > 1) {
+      ASSERT_TRUE(s.tree().release(roots[t]));
+      roots.erase(roots.begin() + static_cast<long>(t));
+      models.erase(models.begin() + static_cast<long>(t));
+    }
+    if (step % 100 == 99) {
+      std::vector<BlockPointer*> ptrs;
+      for (auto& r : roots) ptrs.push_back(&r);
+      s.commit(ptrs);
+    }
+    s.check(roots);
+    if (HasFailure()) FAIL() << "after step " << step;
+  }
+  for (std::size_t t = 0; t < roots.size(); ++t) expect_matches(s.tree(), roots[t], models[t]);
+}
+
+}  // namespace
+}  // namespace snapstore
