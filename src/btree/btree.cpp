@@ -247,23 +247,29 @@ Result<BlockPointer> BTree::collapse_root(MutableBlockRef root) {
   }
 }
 
+// Shadows the path from `top` to the leaf where `key` would be, merging or topping up
+// thin nodes on the way down so that the leaf can lose entries without emptying a node.
+Result<MutableBlockRef> BTree::descend_for_remove(MutableBlockRef top, std::uint64_t key) {
+  MutableBlockRef cur = std::move(top);
+  for (;;) {
+    NodeWriter node(cur->bytes);
+    if (node.is_leaf()) return cur;
+    int found = node.lower_bound_index(key);
+    std::uint32_t i = found < 0 ? 0 : static_cast<std::uint32_t>(found);
+    auto child = shadow_child_for_remove(node, i, key);
+    if (!child) return child.status();
+    cur = *child;
+  }
+}
+
 Result<BlockPointer> BTree::remove(const BlockPointer& root, std::uint64_t key,
                                    std::span<std::byte> old_value, bool* removed) {
   if (removed) *removed = false;
   auto top = shadow_node(root);
   if (!top) return top.status();
-  MutableBlockRef cur = *top;
-  for (;;) {
-    NodeWriter node(cur->bytes);
-    if (node.is_leaf()) break;
-    int found = node.lower_bound_index(key);
-    if (found < 0) return collapse_root(*top);
-    std::uint32_t i = static_cast<std::uint32_t>(found);
-    auto child = shadow_child_for_remove(node, i, key);
-    if (!child) return child.status();
-    cur = *child;
-  }
-  NodeWriter leaf(cur->bytes);
+  auto found = descend_for_remove(*top, key);
+  if (!found) return found.status();
+  NodeWriter leaf((*found)->bytes);
   std::uint32_t j = leaf.first_at_or_after(key);
   if (j < leaf.size() && leaf.key(j) == key) {
     if (!old_value.empty()) std::memcpy(old_value.data(), leaf.value(j), leaf.value_size());
@@ -277,16 +283,9 @@ Result<BlockPointer> BTree::remove_run(const BlockPointer& root, std::uint64_t f
                                        std::uint64_t end, const RemovedFn& on_removed) {
   auto top = shadow_node(root);
   if (!top) return top.status();
-  MutableBlockRef cur = *top;
-  for (;;) {
-    NodeWriter node(cur->bytes);
-    if (node.is_leaf()) break;
-    int found = node.lower_bound_index(first);
-    std::uint32_t i = found < 0 ? 0 : static_cast<std::uint32_t>(found);
-    auto child = shadow_child_for_remove(node, i, first);
-    if (!child) return child.status();
-    cur = *child;
-  }
+  auto found = descend_for_remove(*top, first);
+  if (!found) return found.status();
+  MutableBlockRef cur = *found;
   NodeWriter leaf(cur->bytes);
   std::uint32_t from = leaf.first_at_or_after(first);
   std::uint32_t to = from;

@@ -85,6 +85,7 @@ class BTree {
   Result<MutableBlockRef> rebalance(NodeWriter& parent, std::uint32_t left, std::uint64_t key,
                                     std::uint32_t& chosen);
   Result<BlockPointer> collapse_root(MutableBlockRef root);
+  Result<MutableBlockRef> descend_for_remove(MutableBlockRef top, std::uint64_t key);
   Result<BlockPointer> remove_run(const BlockPointer& root, std::uint64_t first,
                                   std::uint64_t end, const RemovedFn& on_removed);
   Result<std::optional<std::uint64_t>> next_key_in(const BlockPointer& ptr, std::uint64_t key);

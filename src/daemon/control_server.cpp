@@ -1,6 +1,8 @@
 // Control socket: line-delimited JSON requests. See control_server.h.
 #include "daemon/control_server.h"
 
+#include "nbd/unix_listener.h"
+
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -77,25 +79,10 @@ std::string ControlServer::handle_line(std::string_view line) const {
 }
 
 Status ControlServer::listen(const std::filesystem::path& path, unsigned mode, int gid) {
-  struct stat sb {};
-  if (::lstat(path.c_str(), &sb) == 0) {
-    if (!S_ISSOCK(sb.st_mode))
-      return invalid_argument(path.string() + " exists and is not a socket; not replacing it");
-    ::unlink(path.c_str());
-  }
-  boost::system::error_code ec;
-  acceptor_ = std::make_unique<asio::local::stream_protocol::acceptor>(io_);
-  asio::local::stream_protocol::endpoint endpoint(path.string());
-  const mode_t old_mask = ::umask(0177);
-  acceptor_->open(endpoint.protocol(), ec);
-  if (!ec) acceptor_->bind(endpoint, ec);
-  ::umask(old_mask);
-  if (!ec) acceptor_->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return io_error("cannot listen on " + path.string() + ": " + ec.message());
+  auto acceptor = listen_unix_socket(io_, path, mode, gid);
+  if (!acceptor) return acceptor.status();
+  acceptor_ = std::move(acceptor).value();
   path_ = path;
-  if (gid >= 0 && ::chown(path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(gid)) != 0)
-    return errno_status(errno, "chown " + path.string());
-  if (::chmod(path.c_str(), mode) != 0) return errno_status(errno, "chmod " + path.string());
   spdlog::info("control socket on {}", path.string());
   asio::co_spawn(io_, accept_loop(), asio::detached);
   return Status::ok();

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 
 #include "daemon/size_parse.h"
 #include "store/file_device.h"
@@ -27,6 +28,17 @@ std::string uuid_text(const Uuid& u) {
                 u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14],
                 u[15]);
   return buf;
+}
+
+// Parses a tool's command line; an exit code when the tool should stop right away
+// (--help: 0, a usage error: 2, after CLI11 printed why).
+std::optional<int> parse_or_exit(CLI::App& app, int argc, const char* const* argv) {
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  return std::nullopt;
 }
 
 // True when the first bytes of an existing file hold anything but zeroes.
@@ -50,11 +62,7 @@ int format_command(int argc, const char* const* argv) {
   app.add_option("--metadata-profile", mprof, "single or dup")->capture_default_str();
   app.add_option("--data-profile", dprof, "single or dup")->capture_default_str();
   app.add_flag("--force", force, "overwrite an existing pool or other data");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
+  if (auto done = parse_or_exit(app, argc, argv)) return *done;
   FormatOptions options;
   auto parse = [](const std::string& text, const char* what) -> std::optional<std::uint64_t> {
     auto v = parse_size(text);
@@ -117,11 +125,7 @@ int check_command(int argc, const char* const* argv) {
   app.add_option("FILE", file, "pool file or block device")->required();
   app.add_flag("--no-data", no_data, "skip reading data blocks (metadata only)");
   app.add_flag("--json", as_json, "print the report as JSON");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
+  if (auto done = parse_or_exit(app, argc, argv)) return *done;
   auto device = FileDevice::open(file, {false, 0, true});
   if (!device) {
     std::fprintf(stderr, "snapstored check: %s\n", device.status().message().c_str());
@@ -160,11 +164,7 @@ int dump_command(int argc, const char* const* argv) {
   bool as_json = false;
   app.add_option("FILE", file, "pool file or block device")->required();
   app.add_flag("--json", as_json, "print JSON");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
+  if (auto done = parse_or_exit(app, argc, argv)) return *done;
   auto device = FileDevice::open(file, {false, 0, true});
   if (!device) {
     std::fprintf(stderr, "snapstored dump: %s\n", device.status().message().c_str());

@@ -1,6 +1,8 @@
 // Listeners and accept loops. See server.h.
 #include "nbd/server.h"
 
+#include "nbd/unix_listener.h"
+
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -38,28 +40,12 @@ Status Server::listen_tcp(const std::string& host, std::uint16_t port) {
 }
 
 Status Server::listen_unix(const std::filesystem::path& path, unsigned mode, int gid) {
-  struct stat sb {};
-  if (::lstat(path.c_str(), &sb) == 0) {
-    if (!S_ISSOCK(sb.st_mode))
-      return invalid_argument(path.string() + " exists and is not a socket; not replacing it");
-    ::unlink(path.c_str());  // a stale socket from an earlier run
-  }
-  boost::system::error_code ec;
-  auto acceptor = std::make_unique<asio::local::stream_protocol::acceptor>(io_);
-  asio::local::stream_protocol::endpoint endpoint(path.string());
-  const mode_t old_mask = ::umask(0177);  // no window where the socket is wider than 0600
-  acceptor->open(endpoint.protocol(), ec);
-  if (!ec) acceptor->bind(endpoint, ec);
-  ::umask(old_mask);
-  if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
-  if (ec) return io_error("cannot listen on " + path.string() + ": " + ec.message());
-  if (gid >= 0 && ::chown(path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(gid)) != 0)
-    return errno_status(errno, "chown " + path.string());
-  if (::chmod(path.c_str(), mode) != 0) return errno_status(errno, "chmod " + path.string());
+  auto acceptor = listen_unix_socket(io_, path, mode, gid);
+  if (!acceptor) return acceptor.status();
   spdlog::info("serving NBD on unix socket {}", path.string());
   unix_paths_.push_back(path);
-  asio::co_spawn(io_, accept_loop(*acceptor), asio::detached);
-  unix_acceptors_.push_back(std::move(acceptor));
+  asio::co_spawn(io_, accept_loop(**acceptor), asio::detached);
+  unix_acceptors_.push_back(std::move(acceptor).value());
   return Status::ok();
 }
 
