@@ -1,0 +1,661 @@
+// Pool fault tests on in-memory devices: failed device writes and flushes during a
+// commit (sticky read-only, pool.h invariant 3), failed data writes and reads, bit flips
+// in data and metadata (chunk_map.h invariant 3: repair from the other copy, or an error,
+// never wrong bytes), and damaged, truncated, foreign or too-new superblocks (a clear
+// refusal that writes nothing). Every pool that survives ends with the offline checker.
+#include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
+
+#include <cstring>
+#include <random>
+
+#include "store/checksum.h"
+#include "store/memory_device.h"
+#include "store/superblock.h"
+#include "volume/pool.h"
+#include "volume/pool_checker.h"
+
+namespace snapstore {
+namespace {
+
+constexpr std::uint64_t device_size = 16 << 20;
+constexpr std::uint64_t origin_size = 4 << 20;
+constexpr std::uint32_t bs = 4096;
+
+std::vector<std::byte> pattern(std::size_t n, std::uint64_t seed) {
+  std::vector<std::byte> v(n);
+  std::mt19937_64 rng(seed);
+  for (std::size_t i = 0; i < n; i += 8) {
+    const std::uint64_t x = rng();
+    std::memcpy(v.data() + i, &x, std::min<std::size_t>(8, n - i));
+  }
+  return v;
+}
+
+PoolOptions quiet_options() {
+  PoolOptions o;
+  o.commit_interval = std::chrono::hours(24);  // commits only on flush()
+  return o;
+}
+
+bool contains(const std::string& haystack, std::string_view needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+std::string problems_of(const CheckReport& r) {
+  std::string s;
+  for (const auto& p : r.problems) s += "\n  " + p;
+  return s;
+}
+
+// Offsets (multiples of the block size) where the device holds exactly `block`.
+std::vector<std::uint64_t> find_block(const MemoryDevice& device,
+                                      std::span<const std::byte> block) {
+  const auto image = device.contents();
+  std::vector<std::uint64_t> hits;
+  for (std::uint64_t off = 0; off + block.size() <= image.size(); off += bs)
+    if (std::memcmp(image.data() + off, block.data(), block.size()) == 0) hits.push_back(off);
+  return hits;
+}
+
+// Device offset of copy `copy` of logical byte `logical` of space `s`.
+std::uint64_t device_offset(const Superblock& sb, space s, std::uint64_t logical,
+                            std::size_t copy) {
+  for (const Chunk& c : sb.chunks)
+    if (c.kind == s && c.index == logical / sb.chunk_size)
+      return c.stripes.at(copy).offset + logical % sb.chunk_size;
+  ADD_FAILURE() << "no chunk holds logical offset " << logical;
+  return 0;
+}
+
+std::vector<std::byte> read_bytes(MemoryDevice& d, std::uint64_t offset, std::size_t n) {
+  std::vector<std::byte> out(n);
+  EXPECT_TRUE(d.read(offset, out));
+  return out;
+}
+
+// A pool on one MemoryDevice with a byte model of its origin volume.
+class PoolFaultTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    spdlog::set_level(spdlog::level::off);  // failed commits log at critical on purpose
+    pool_.reset();
+    device_ = std::make_shared<MemoryDevice>(device_size, "faulty");
+    FormatOptions f;
+    f.origin_size = origin_size;
+    ASSERT_TRUE(Pool::format({device_}, f));
+    model_.assign(origin_size, std::byte{0});
+    ASSERT_NO_FATAL_FAILURE(open());
+  }
+  void TearDown() override {
+    pool_.reset();
+    spdlog::set_level(spdlog::level::info);
+  }
+
+  void open(PoolOptions o = quiet_options()) {
+    auto p = Pool::open({device_}, o);
+    ASSERT_TRUE(p) << p.status().to_string();
+    pool_ = std::move(p).value();
+    auto v = pool_->find_volume("origin");
+    ASSERT_TRUE(v);
+    origin_ = v->id;
+  }
+  void close() {
+    if (!pool_) return;
+    Status st = pool_->close();
+    EXPECT_TRUE(st) << st.to_string();
+    pool_.reset();
+  }
+  void reopen(PoolOptions o = quiet_options()) {
+    close();
+    ASSERT_NO_FATAL_FAILURE(open(o));
+  }
+  CheckReport check() {
+    EXPECT_FALSE(pool_) << "close the pool before checking";
+    return check_pool({device_});
+  }
+  void expect_clean() {
+    CheckReport r = check();
+    EXPECT_TRUE(r.clean()) << problems_of(r);
+  }
+
+  void write(std::uint64_t offset, const std::vector<std::byte>& data) {
+    Status st = pool_->write(origin_, offset, data, false);
+    ASSERT_TRUE(st) << st.to_string();
+    std::copy(data.begin(), data.end(), model_.begin() + static_cast<long>(offset));
+  }
+  void unmap(std::uint64_t offset, std::uint64_t length) {
+    Status st = pool_->unmap(origin_, offset, length, false);
+    ASSERT_TRUE(st) << st.to_string();
+    std::fill_n(model_.begin() + static_cast<long>(offset), length, std::byte{0});
+  }
+  std::vector<std::byte> read_all() {
+    std::vector<std::byte> out(origin_size);
+    Status st = pool_->read(origin_, 0, out);
+    EXPECT_TRUE(st) << st.to_string();
+    return out;
+  }
+  void expect_model() { EXPECT_TRUE(read_all() == model_) << "origin differs from the model"; }
+
+  // Old state: some data, committed. Then a newer, unflushed state on top of it.
+  void write_committed_state() {
+    write(0, pattern(64 << 10, 1));
+    write((1 << 20) + bs, pattern(bs, 2));
+    write((2 << 20) + 1234, pattern(300 << 10, 3));
+    ASSERT_TRUE(pool_->flush());
+  }
+  void write_unflushed_state() {
+    write(2 * bs, pattern(4 * bs, 4));
+    unmap(1 << 20, 4 * bs);
+    write(3 << 20, pattern(128 << 10, 5));
+    write(777, pattern(100, 6));
+  }
+
+  std::shared_ptr<MemoryDevice> device_;
+  std::unique_ptr<Pool> pool_;
+  std::uint64_t origin_ = 0;
+  std::vector<std::byte> model_;
+};
+
+// After a failed commit: read-only for good, reads still see the latest writes, and
+// nothing at all is written to the device any more.
+void expect_sticky_failure(Pool& pool, std::uint64_t origin, MemoryDevice& device,
+                           const std::vector<std::byte>& latest) {
+  EXPECT_FALSE(pool.failure().is_ok());
+  EXPECT_TRUE(pool.read_only());
+  EXPECT_FALSE(pool.stats().failure.empty());
+  const std::uint64_t writes = device.write_count();
+  const errc why = pool.failure().code();
+  auto refused = [&](const Status& st) {
+    EXPECT_FALSE(st.is_ok());
+    EXPECT_TRUE(st.code() == errc::read_only || st.code() == why) << st.to_string();
+  };
+  refused(pool.write(origin, 0, pattern(bs, 99), false));
+  refused(pool.write(origin, 5, pattern(10, 98), true));
+  refused(pool.unmap(origin, 0, 8 * bs, false));
+  refused(pool.write_zeroes(origin, 0, 8 * bs, false));
+  refused(pool.flush());
+  std::vector<std::byte> now(origin_size);
+  Status st = pool.read(origin, 0, now);
+  EXPECT_TRUE(st) << st.to_string();
+  EXPECT_TRUE(now == latest) << "reads after the failed commit differ from the latest writes";
+  refused(pool.close());
+  EXPECT_EQ(device.write_count(), writes) << "a failed pool kept writing";
+}
+
+// Fails each device write of a commit in turn (once), until a commit needs no more.
+TEST_F(PoolFaultTest, FailedWriteDuringCommitTurnsThePoolReadOnlyForGood) {
+  std::uint64_t failed_commits = 0;
+  for (std::uint64_t k = 1; k < 200; ++k) {
+    SCOPED_TRACE("commit write " + std::to_string(k));
+    SetUp();
+    ASSERT_NO_FATAL_FAILURE(write_committed_state());
+    const std::vector<std::byte> committed = model_;
+    const std::uint64_t generation = pool_->stats().generation;
+    ASSERT_NO_FATAL_FAILURE(write_unflushed_state());
+    device_->fail_nth(device_op::write, k, fault_repeat::once);
+    Status st = pool_->flush();
+    if (st) {  // k is past the commit's last write
+      EXPECT_FALSE(pool_->read_only());
+      break;
+    }
+    ++failed_commits;
+    EXPECT_EQ(st.code(), errc::io_error) << st.to_string();
+    expect_sticky_failure(*pool_, origin_, *device_, model_);
+    pool_.reset();
+    // The failed commit left the last committed state intact.
+    CheckReport r = check();
+    EXPECT_TRUE(r.clean()) << problems_of(r);
+    EXPECT_EQ(r.generation, generation);
+    ASSERT_NO_FATAL_FAILURE(open());
+    EXPECT_FALSE(pool_->read_only());
+    EXPECT_TRUE(read_all() == committed) << "reopened pool lost or mixed flushed data";
+    // And it is writable again.
+    model_ = committed;
+    ASSERT_NO_FATAL_FAILURE(write(0, pattern(bs, 7)));
+    ASSERT_TRUE(pool_->flush());
+    close();
+    expect_clean();
+    if (HasFailure()) break;
+  }
+  // Every commit writes its metadata (two copies) and a superblock.
+  EXPECT_GE(failed_commits, 3u);
+  RecordProperty("failed_commits", static_cast<int>(failed_commits));
+}
+
+// Fails each device flush of a commit in turn. A failed first flush must stop the commit
+// before the superblock is written; a failed later flush leaves the new superblock on
+// this (always durable) device, so the pool reopens at one or the other.
+TEST_F(PoolFaultTest, FailedFlushDuringCommitTurnsThePoolReadOnlyForGood) {
+  std::uint64_t failed_commits = 0;
+  for (std::uint64_t k = 1; k < 20; ++k) {
+    SCOPED_TRACE("commit flush " + std::to_string(k));
+    SetUp();
+    ASSERT_NO_FATAL_FAILURE(write_committed_state());
+    const std::vector<std::byte> committed = model_;
+    const std::uint64_t generation = pool_->stats().generation;
+    ASSERT_NO_FATAL_FAILURE(write_unflushed_state());
+    const std::vector<std::byte> latest = model_;
+    const std::uint64_t writes_before = device_->write_count();
+    device_->fail_nth(device_op::flush, k, fault_repeat::once);
+    Status st = pool_->flush();
+    if (st) break;
+    ++failed_commits;
+    EXPECT_EQ(st.code(), errc::io_error) << st.to_string();
+    const std::uint64_t writes_in_commit = device_->write_count() - writes_before;
+    expect_sticky_failure(*pool_, origin_, *device_, latest);
+    pool_.reset();
+    CheckReport r = check();
+    EXPECT_TRUE(r.clean()) << problems_of(r);
+    if (k == 1) {
+      EXPECT_EQ(r.generation, generation) << "superblock written before the first flush";
+    }
+    ASSERT_TRUE(r.generation == generation || r.generation == generation + 1) << r.generation;
+    ASSERT_NO_FATAL_FAILURE(open());
+    EXPECT_TRUE(read_all() == (r.generation == generation ? committed : latest))
+        << "reopened at generation " << r.generation << " with other content";
+    EXPECT_GT(writes_in_commit, 0u);
+    close();
+    expect_clean();
+    if (HasFailure()) break;
+  }
+  EXPECT_EQ(failed_commits, 2u) << "a commit on one device flushes twice";
+}
+
+// A FUA write whose data lands but whose commit fails is a commit failure too.
+TEST_F(PoolFaultTest, FailedCommitOfAFuaWriteTurnsThePoolReadOnly) {
+  ASSERT_NO_FATAL_FAILURE(write_committed_state());
+  const std::vector<std::byte> committed = model_;
+  device_->fail_nth(device_op::flush, 1, fault_repeat::once);
+  auto data = pattern(2 * bs, 11);
+  Status st = pool_->write(origin_, 8 * bs, data, true);
+  EXPECT_FALSE(st.is_ok());
+  std::copy(data.begin(), data.end(), model_.begin() + 8 * bs);
+  expect_sticky_failure(*pool_, origin_, *device_, model_);
+  pool_.reset();
+  expect_clean();
+  ASSERT_NO_FATAL_FAILURE(open());
+  EXPECT_TRUE(read_all() == committed);
+}
+
+// pool.h invariants 3 and 4: a data write that fails is an error for that request only.
+TEST_F(PoolFaultTest, FailedDataWriteFailsThatRequestOnly) {
+  ASSERT_NO_FATAL_FAILURE(write_committed_state());
+  const std::uint64_t free_before = pool_->stats().data_blocks_free;
+  // Whole blocks, over mapped and unmapped blocks; nothing is committed yet.
+  device_->fail_nth(device_op::write, 1, fault_repeat::once);
+  Status st = pool_->write(origin_, 12 * bs, pattern(8 * bs, 20), false);
+  EXPECT_EQ(st.code(), errc::io_error) << st.to_string();
+  EXPECT_TRUE(pool_->failure().is_ok()) << pool_->failure().to_string();
+  EXPECT_FALSE(pool_->read_only());
+  expect_model();
+  // A partial-block write (read-modify-write) and a FUA write fail the same way.
+  device_->fail_nth(device_op::write, 1, fault_repeat::once);
+  st = pool_->write(origin_, 100, pattern(5000, 21), false);
+  EXPECT_EQ(st.code(), errc::io_error) << st.to_string();
+  device_->fail_nth(device_op::write, 1, fault_repeat::once);
+  st = pool_->write(origin_, 40 * bs, pattern(bs, 22), true);
+  EXPECT_EQ(st.code(), errc::io_error) << st.to_string();
+  EXPECT_FALSE(pool_->read_only());
+  expect_model();
+  // The next writes and the commit work; no block leaked (blocks 12..15 were mapped).
+  ASSERT_NO_FATAL_FAILURE(write(12 * bs, pattern(8 * bs, 23)));
+  ASSERT_TRUE(pool_->flush());
+  EXPECT_FALSE(pool_->read_only());
+  EXPECT_EQ(pool_->stats().data_blocks_free, free_before - 4);
+  expect_model();
+  close();
+  expect_clean();
+  ASSERT_NO_FATAL_FAILURE(open());
+  expect_model();
+}
+
+// A failing read during the read-modify-write of a partial write: that write fails only.
+TEST_F(PoolFaultTest, FailedReadDuringPartialWriteFailsThatRequestOnly) {
+  ASSERT_NO_FATAL_FAILURE(write_committed_state());
+  device_->fail_nth(device_op::read, 1, fault_repeat::once);
+  Status st = pool_->write(origin_, 100, pattern(200, 30), false);  // block 0 is mapped
+  EXPECT_EQ(st.code(), errc::io_error) << st.to_string();
+  EXPECT_FALSE(pool_->read_only());
+  expect_model();
+  ASSERT_NO_FATAL_FAILURE(write(100, pattern(200, 31)));
+  ASSERT_TRUE(pool_->flush());
+  close();
+  expect_clean();
+}
+
+// A metadata block missing from the cache whose first copy cannot be read is served from
+// the second copy (dup profile).
+TEST_F(PoolFaultTest, FailedMetadataReadIsServedFromTheOtherCopy) {
+  ASSERT_NO_FATAL_FAILURE(write_committed_state());
+  PoolOptions small = quiet_options();
+  small.cache_bytes = 1;  // the minimum cache; a fresh open has not read the mapping tree
+  ASSERT_NO_FATAL_FAILURE(reopen(small));
+  const PoolStats before = pool_->stats();
+  device_->fail_nth(device_op::read, 1, fault_repeat::once);
+  std::vector<std::byte> out(64 << 10);
+  Status st = pool_->read(origin_, 0, out);
+  ASSERT_TRUE(st) << st.to_string();
+  EXPECT_TRUE(std::equal(out.begin(), out.end(), model_.begin()));
+  const PoolStats after = pool_->stats();
+  EXPECT_GT(after.cache.misses, before.cache.misses) << "the read did not miss the cache";
+  EXPECT_EQ(after.copies.unrecoverable, before.copies.unrecoverable);
+  EXPECT_FALSE(pool_->read_only());
+  expect_model();
+  close();
+  expect_clean();
+}
+
+// A data block (single profile) whose read fails: an I/O error for that read, and the next
+// read succeeds.
+TEST_F(PoolFaultTest, FailedDataReadIsAnIoErrorOnce) {
+  ASSERT_NO_FATAL_FAILURE(write_committed_state());
+  std::vector<std::byte> out(bs);
+  ASSERT_TRUE(pool_->read(origin_, 0, out));  // the mapping is cached now
+  device_->fail_nth(device_op::read, 1, fault_repeat::once);
+  Status st = pool_->read(origin_, 0, out);
+  EXPECT_EQ(st.code(), errc::io_error) << st.to_string();
+  st = pool_->read(origin_, 0, out);
+  ASSERT_TRUE(st) << st.to_string();
+  EXPECT_TRUE(std::equal(out.begin(), out.end(), model_.begin()));
+  EXPECT_FALSE(pool_->read_only());
+  // A device that fails every read: reads fail, nothing else changes.
+  device_->fail_nth(device_op::read, 1, fault_repeat::forever);
+  EXPECT_EQ(pool_->read(origin_, 0, out).code(), errc::io_error);
+  device_->clear_faults();
+  expect_model();
+  close();
+  expect_clean();
+}
+
+// A flipped bit in a data block: corruption (EIO) on that block, never its wrong bytes.
+TEST_F(PoolFaultTest, DataBitFlipIsCorruptionNeverWrongBytes) {
+  const auto block5 = pattern(bs, 40);
+  ASSERT_NO_FATAL_FAILURE(write(4 * bs, pattern(bs, 41)));
+  ASSERT_NO_FATAL_FAILURE(write(5 * bs, block5));
+  ASSERT_NO_FATAL_FAILURE(write(6 * bs, pattern(bs, 42)));
+  ASSERT_TRUE(pool_->flush());
+  const auto where = find_block(*device_, block5);
+  ASSERT_EQ(where.size(), 1u);
+  ASSERT_TRUE(device_->flip_bit(where[0] + 1000, 3));
+  for (int pass = 0; pass < 2; ++pass) {  // from the running pool, then after a reopen
+    SCOPED_TRACE(pass == 0 ? "running pool" : "reopened pool");
+    std::vector<std::byte> out(bs, std::byte{0x5a});
+    Status st = pool_->read(origin_, 5 * bs, out);
+    EXPECT_EQ(st.code(), errc::corruption) << st.to_string();
+    EXPECT_TRUE(contains(st.message(), "checksum")) << st.message();
+    // Any read covering it fails; reads of its neighbours do not.
+    std::vector<std::byte> three(3 * bs);
+    EXPECT_EQ(pool_->read(origin_, 4 * bs, three).code(), errc::corruption);
+    std::vector<std::byte> one(bs);
+    ASSERT_TRUE(pool_->read(origin_, 4 * bs, one));
+    EXPECT_TRUE(std::equal(one.begin(), one.end(), model_.begin() + 4 * bs));
+    ASSERT_TRUE(pool_->read(origin_, 6 * bs, one));
+    EXPECT_TRUE(std::equal(one.begin(), one.end(), model_.begin() + 6 * bs));
+    EXPECT_GE(pool_->stats().copies.unrecoverable, 1u);
+    EXPECT_FALSE(pool_->read_only());
+    if (pass == 0) {
+      ASSERT_NO_FATAL_FAILURE(reopen());
+    }
+  }
+  close();
+  CheckReport r = check();
+  ASSERT_FALSE(r.clean());
+  bool named = false;
+  for (const auto& p : r.problems) named |= contains(p, "block 5 ") && contains(p, "checksum");
+  EXPECT_TRUE(named) << problems_of(r);
+  // Overwriting the block heals the volume.
+  ASSERT_NO_FATAL_FAILURE(open());
+  ASSERT_NO_FATAL_FAILURE(write(5 * bs, pattern(bs, 43)));
+  ASSERT_TRUE(pool_->flush());
+  expect_model();
+  close();
+  expect_clean();
+}
+
+// Fixture helpers for the origin's mapping-tree root (a single leaf for a few blocks).
+struct LeafCopies {
+  std::uint64_t block = 0;
+  std::uint64_t copy[2] = {0, 0};
+};
+
+LeafCopies mapping_root_copies(Pool& pool) {
+  LeafCopies l;
+  auto v = pool.find_volume("origin");
+  EXPECT_TRUE(v);
+  l.block = v->mapping.block;
+  const std::uint64_t logical = l.block * metadata_block_size;
+  EXPECT_EQ(pool.chunk_map().copies(space::metadata, logical), 2u);
+  for (std::size_t c = 0; c < 2; ++c)
+    l.copy[c] = device_offset(pool.superblock(), space::metadata, logical, c);
+  return l;
+}
+
+TEST_F(PoolFaultTest, MetadataBitFlipInOneCopyIsRepaired) {
+  ASSERT_NO_FATAL_FAILURE(write_committed_state());
+  const LeafCopies leaf = mapping_root_copies(*pool_);
+  const auto good = read_bytes(*device_, leaf.copy[1], metadata_block_size);
+  ASSERT_TRUE(read_bytes(*device_, leaf.copy[0], metadata_block_size) == good);
+  close();
+  ASSERT_TRUE(device_->flip_bit(leaf.copy[0] + 200, 5));  // covered by its checksum
+  ASSERT_NO_FATAL_FAILURE(open());
+  const PoolStats before = pool_->stats();
+  expect_model();
+  const PoolStats after = pool_->stats();
+  EXPECT_EQ(after.copies.checksum_failures, before.copies.checksum_failures + 1);
+  EXPECT_EQ(after.copies.repairs, before.copies.repairs + 1);
+  EXPECT_EQ(after.copies.unrecoverable, before.copies.unrecoverable);
+  EXPECT_TRUE(read_bytes(*device_, leaf.copy[0], metadata_block_size) == good)
+      << "the bad copy was not rewritten";
+  close();
+  expect_clean();
+}
+
+TEST_F(PoolFaultTest, MetadataBitFlipInBothCopiesIsCorruptionNeverWrongData) {
+  ASSERT_NO_FATAL_FAILURE(write_committed_state());
+  const LeafCopies leaf = mapping_root_copies(*pool_);
+  close();
+  ASSERT_TRUE(device_->flip_bit(leaf.copy[0] + 200, 5));
+  ASSERT_TRUE(device_->flip_bit(leaf.copy[1] + 200, 5));
+  ASSERT_NO_FATAL_FAILURE(open());
+  for (int i = 0; i < 2; ++i) {  // corruption is not cached as good data
+    std::vector<std::byte> out(64 << 10);
+    Status st = pool_->read(origin_, 0, out);
+    EXPECT_EQ(st.code(), errc::corruption) << st.to_string();
+  }
+  EXPECT_GE(pool_->stats().copies.unrecoverable, 1u);
+  auto ext = pool_->block_status(origin_, 0, 1 << 20);
+  EXPECT_FALSE(ext) << "block status answered from a damaged tree";
+  close();
+  CheckReport r = check();
+  EXPECT_FALSE(r.clean());
+}
+
+// The offline checker promises not to write (pool_checker.h): a damaged metadata copy is
+// a problem to report, not something to repair behind the user's back.
+TEST_F(PoolFaultTest, CheckerReportsADamagedMetadataCopyAndWritesNothing) {
+  ASSERT_NO_FATAL_FAILURE(write_committed_state());
+  const LeafCopies leaf = mapping_root_copies(*pool_);
+  close();
+  ASSERT_TRUE(device_->flip_bit(leaf.copy[0] + 200, 5));
+  const std::uint64_t writes = device_->write_count();
+  CheckReport r = check();
+  EXPECT_EQ(device_->write_count(), writes) << "check_pool wrote to the pool";
+  EXPECT_FALSE(r.clean()) << "a damaged copy of metadata block " << leaf.block
+                          << " went unreported";
+}
+
+// Writes superblock slot `slot` again with `edit` applied (checksum kept valid).
+void edit_slot(MemoryDevice& d, std::uint32_t slot, const std::function<void(Superblock&)>& edit) {
+  auto bytes = read_bytes(d, superblock_slot_offset[slot], superblock_size);
+  auto sb = decode_superblock(bytes, slot);
+  ASSERT_TRUE(sb) << sb.status().to_string();
+  edit(*sb);
+  auto encoded = encode_superblock(*sb);
+  ASSERT_TRUE(encoded) << encoded.status().to_string();
+  ASSERT_TRUE(d.write(superblock_slot_offset[slot], *encoded));
+}
+
+std::uint64_t slot_generation(MemoryDevice& d, std::uint32_t slot) {
+  auto sb = decode_superblock(read_bytes(d, superblock_slot_offset[slot], superblock_size), slot);
+  return sb ? sb->generation : 0;
+}
+
+class PoolFaultSuperblockTest : public PoolFaultTest {
+ protected:
+  // Two commits after the format, so both slots hold valid generations.
+  void SetUp() override {
+    ASSERT_NO_FATAL_FAILURE(PoolFaultTest::SetUp());
+    ASSERT_NO_FATAL_FAILURE(write(0, pattern(8 * bs, 50)));
+    ASSERT_TRUE(pool_->flush());
+    older_ = model_;
+    ASSERT_NO_FATAL_FAILURE(write(4 * bs, pattern(8 * bs, 51)));
+    ASSERT_NO_FATAL_FAILURE(unmap(0, 2 * bs));
+    ASSERT_TRUE(pool_->flush());
+    close();
+    newest_slot_ = slot_generation(*device_, 1) > slot_generation(*device_, 0) ? 1 : 0;
+    newest_gen_ = slot_generation(*device_, newest_slot_);
+    ASSERT_EQ(slot_generation(*device_, 1 - newest_slot_), newest_gen_ - 1);
+  }
+  void expect_refused(const std::string& words, errc code) {
+    const std::uint64_t writes = device_->write_count();
+    auto p = Pool::open({device_}, quiet_options());
+    ASSERT_FALSE(p) << "opened a pool it should refuse";
+    EXPECT_EQ(p.status().code(), code) << p.status().to_string();
+    EXPECT_TRUE(contains(p.status().message(), words)) << p.status().message();
+    EXPECT_EQ(device_->write_count(), writes) << "a refused open wrote to the device";
+  }
+  std::vector<std::byte> older_;
+  std::uint32_t newest_slot_ = 0;
+  std::uint64_t newest_gen_ = 0;
+};
+
+TEST_F(PoolFaultSuperblockTest, DamagedOlderSlotOpensFromTheNewest) {
+  ASSERT_TRUE(device_->flip_bit(superblock_slot_offset[1 - newest_slot_] + 3000, 1));
+  ASSERT_NO_FATAL_FAILURE(open());
+  EXPECT_EQ(pool_->stats().generation, newest_gen_);
+  expect_model();
+  close();
+  expect_clean();
+}
+
+TEST_F(PoolFaultSuperblockTest, DamagedNewestSlotOpensFromTheOlder) {
+  ASSERT_TRUE(device_->flip_bit(superblock_slot_offset[newest_slot_] + 3000, 1));
+  CheckReport r = check();
+  EXPECT_TRUE(r.clean()) << problems_of(r);
+  EXPECT_EQ(r.generation, newest_gen_ - 1);
+  ASSERT_NO_FATAL_FAILURE(open());
+  EXPECT_EQ(pool_->stats().generation, newest_gen_ - 1);
+  model_ = older_;
+  expect_model();
+  // The pool goes on from there; the damaged slot is written over in turn.
+  ASSERT_NO_FATAL_FAILURE(write(20 * bs, pattern(bs, 52)));
+  ASSERT_TRUE(pool_->flush());
+  close();
+  expect_clean();
+  ASSERT_NO_FATAL_FAILURE(open());
+  expect_model();
+}
+
+TEST_F(PoolFaultSuperblockTest, BothSlotsDamagedIsRefusedWithoutWriting) {
+  ASSERT_TRUE(device_->flip_bit(superblock_slot_offset[0] + 3000, 1));
+  ASSERT_TRUE(device_->flip_bit(superblock_slot_offset[1] + 3000, 1));
+  ASSERT_NO_FATAL_FAILURE(expect_refused("no valid superblock", errc::corruption));
+  EXPECT_FALSE(check().clean());
+}
+
+// The end of the last chunk stripe on the device.
+std::uint64_t stripes_end(MemoryDevice& d) {
+  std::uint64_t end = 0;
+  for (std::uint32_t slot = 0; slot < 2; ++slot) {
+    auto sb = decode_superblock(read_bytes(d, superblock_slot_offset[slot], superblock_size), slot);
+    if (!sb) continue;
+    for (const Chunk& c : sb->chunks)
+      for (const Stripe& s : c.stripes) end = std::max(end, s.offset + sb->chunk_size);
+  }
+  return end;
+}
+
+// Cut inside the last stripe: refused by open, reported by the checker.
+TEST_F(PoolFaultSuperblockTest, DeviceTruncatedInsideAChunkIsRefusedWithoutWriting) {
+  auto image = device_->contents();
+  const std::uint64_t end = stripes_end(*device_);
+  ASSERT_GT(end, 2 * device_reserved_bytes);
+  image.resize(end - 3 * bs);
+  device_ = std::make_shared<MemoryDevice>(std::move(image), "truncated");
+  ASSERT_NO_FATAL_FAILURE(expect_refused("truncated", errc::corruption));
+  EXPECT_FALSE(check().clean());
+}
+
+// Cut after the last stripe: every chunk is still there, but the device is not the size
+// the pool recorded for it.
+TEST_F(PoolFaultSuperblockTest, DeviceTruncatedAfterItsChunksIsRefusedWithoutWriting) {
+  auto image = device_->contents();
+  ASSERT_LT(stripes_end(*device_), device_size / 2);
+  image.resize(device_size / 2);
+  device_ = std::make_shared<MemoryDevice>(std::move(image), "truncated");
+  ASSERT_NO_FATAL_FAILURE(expect_refused("truncated", errc::corruption));
+}
+
+// The checker agrees with open: a device smaller than its superblock records is damaged,
+// even when every stripe still fits.
+TEST_F(PoolFaultSuperblockTest, CheckerReportsADeviceSmallerThanRecorded) {
+  auto image = device_->contents();
+  image.resize(device_size / 2);
+  device_ = std::make_shared<MemoryDevice>(std::move(image), "truncated");
+  CheckReport r = check();
+  EXPECT_FALSE(r.clean()) << "check_pool passes a device that Pool::open refuses as truncated";
+}
+
+TEST_F(PoolFaultSuperblockTest, NewerFormatVersionIsRefusedByName) {
+  for (std::uint32_t slot = 0; slot < 2; ++slot)
+    ASSERT_NO_FATAL_FAILURE(edit_slot(*device_, slot, [](Superblock& sb) { sb.version = 7; }));
+  ASSERT_NO_FATAL_FAILURE(expect_refused("version 7", errc::not_supported));
+}
+
+TEST_F(PoolFaultSuperblockTest, UnknownIncompatFeatureIsRefused) {
+  for (std::uint32_t slot = 0; slot < 2; ++slot)
+    ASSERT_NO_FATAL_FAILURE(
+        edit_slot(*device_, slot, [](Superblock& sb) { sb.incompat_features = 1ull << 17; }));
+  ASSERT_NO_FATAL_FAILURE(expect_refused("features", errc::not_supported));
+}
+
+// Only the newest slot carries the unknown bit: still refused, not silently rolled back.
+TEST_F(PoolFaultSuperblockTest, UnknownIncompatFeatureInTheNewestSlotIsRefused) {
+  ASSERT_NO_FATAL_FAILURE(
+      edit_slot(*device_, newest_slot_, [](Superblock& sb) { sb.incompat_features = 1ull << 63; }));
+  ASSERT_NO_FATAL_FAILURE(expect_refused("features", errc::not_supported));
+}
+
+TEST_F(PoolFaultSuperblockTest, UnknownReadOnlyCompatFeatureOpensReadOnly) {
+  for (std::uint32_t slot = 0; slot < 2; ++slot)
+    ASSERT_NO_FATAL_FAILURE(
+        edit_slot(*device_, slot, [](Superblock& sb) { sb.ro_compat_features = 1ull << 5; }));
+  const std::uint64_t writes = device_->write_count();
+  ASSERT_NO_FATAL_FAILURE(open());
+  EXPECT_TRUE(pool_->read_only());
+  expect_model();
+  EXPECT_EQ(pool_->write(origin_, 0, pattern(bs, 53), false).code(), errc::read_only);
+  EXPECT_EQ(pool_->unmap(origin_, 0, bs, false).code(), errc::read_only);
+  close();
+  EXPECT_EQ(device_->write_count(), writes);
+}
+
+TEST(PoolFault, ForeignDevicesAreNotAPool) {
+  std::vector<std::shared_ptr<MemoryDevice>> devices = {
+      std::make_shared<MemoryDevice>(device_size, "zeroes"),
+      std::make_shared<MemoryDevice>(pattern(device_size, 60), "random"),
+      std::make_shared<MemoryDevice>(pattern(40000, 61), "tiny")};
+  for (const auto& d : devices) {
+    SCOPED_TRACE(d->name());
+    auto p = Pool::open({d}, quiet_options());
+    ASSERT_FALSE(p);
+    EXPECT_TRUE(contains(p.status().message(), "not a snapstore pool")) << p.status().message();
+    EXPECT_EQ(d->write_count(), 0u);
+    EXPECT_FALSE(check_pool({d}).clean());
+    EXPECT_EQ(d->write_count(), 0u);
+  }
+}
+
+}  // namespace
+}  // namespace snapstore
