@@ -49,7 +49,7 @@ Result<VolumePtr> open_raw_origin(const DaemonConfig& config) {
 Result<std::shared_ptr<Pool>> open_pool(const DaemonConfig& config) {
   if (!std::filesystem::exists(config.pool)) {
     if (config.read_only) return not_found(config.pool.string() + " does not exist");
-    auto created = FileDevice::open(config.pool, {true, config.pool_size, false});
+    auto created = FileDevice::open(config.pool, {true, pool_file_size_for(config.pool_size), false});
     if (!created) return created.status();
     FormatOptions format;
     format.origin_size = config.pool_size;

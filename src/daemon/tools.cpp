@@ -56,8 +56,11 @@ int format_command(int argc, const char* const* argv) {
   std::string file, size_text, origin_text, block_text = "4K", mprof = "dup", dprof = "single";
   bool force = false;
   app.add_option("FILE", file, "pool file or block device")->required();
-  app.add_option("--size", size_text, "size of a new pool file, e.g. 16G (default 16G)");
-  app.add_option("--origin-size", origin_text, "size of the origin volume (default: the pool's)");
+  app.add_option("--size", size_text,
+                 "size of the origin volume of a new pool file, e.g. 16G (default 16G); the "
+                 "file gets room for metadata on top");
+  app.add_option("--origin-size", origin_text,
+                 "size of the origin volume on an existing file or device (default: what fits)");
   app.add_option("--block-size", block_text, "data block size, 4K to 1M")->capture_default_str();
   app.add_option("--metadata-profile", mprof, "single or dup")->capture_default_str();
   app.add_option("--data-profile", dprof, "single or dup")->capture_default_str();
@@ -94,7 +97,8 @@ int format_command(int argc, const char* const* argv) {
     options.origin_size = *o;
   }
   const bool existed = std::filesystem::exists(file);
-  auto device = FileDevice::open(file, {true, size, false});
+  if (!existed && options.origin_size == 0) options.origin_size = size;
+  auto device = FileDevice::open(file, {true, pool_file_size_for(size), false});
   if (!device) {
     std::fprintf(stderr, "snapstored format: %s\n", device.status().message().c_str());
     return 1;

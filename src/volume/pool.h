@@ -37,7 +37,7 @@
 namespace snapstore {
 
 struct FormatOptions {
-  std::uint64_t origin_size = 0;       // bytes; the origin volume's size (0: the devices')
+  std::uint64_t origin_size = 0;  // bytes; 0: origin_size_for_devices(total device size)
   std::uint32_t data_block_size = 4096;
   profile metadata_profile = profile::dup;
   profile data_profile = profile::single;
@@ -60,6 +60,12 @@ struct PoolStats {
   std::uint64_t commits = 0;
   std::string failure;  // empty unless the pool turned read-only after a failed commit
 };
+
+// Room for metadata beside a fully written origin: a pool file made for an origin of
+// `origin_size` bytes is this big, so that the origin can be filled completely.
+std::uint64_t pool_file_size_for(std::uint64_t origin_size);
+// The origin size a pool on `device_bytes` of devices gets by default (the inverse).
+std::uint64_t origin_size_for_devices(std::uint64_t device_bytes);
 
 class Pool {
  public:

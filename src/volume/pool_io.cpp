@@ -194,12 +194,24 @@ Status Pool::remap(std::uint64_t volume, std::uint64_t first, const std::vector<
 Status Pool::write_blocks(std::uint64_t volume, std::uint64_t first, std::span<const std::byte> data) {
   const std::size_t count = data.size() / superblock_.data_block_size;
   std::vector<std::uint64_t> blocks;
-  {
-    std::unique_lock meta(meta_mutex_);
-    SNAPSTORE_RETURN_IF_ERROR(ensure_metadata_headroom(count));
-    auto got = allocate_data(count);
-    if (!got) return got.status();
-    blocks = std::move(got).value();
+  for (int attempt = 0;; ++attempt) {
+    Status st = Status::ok();
+    {
+      std::unique_lock meta(meta_mutex_);
+      st = ensure_metadata_headroom(count);
+      if (st) {
+        auto got = allocate_data(count);
+        if (got) {
+          blocks = std::move(got).value();
+          break;
+        }
+        st = got.status();
+      }
+    }
+    // Space freed in the open transaction comes back at its commit (redirect-on-write
+    // needs room for the new copy before the old one goes): commit once, then retry.
+    if (st.code() != errc::no_space || attempt > 0) return st;
+    SNAPSTORE_RETURN_IF_ERROR(flush());
   }
   Status io = write_data_runs(blocks, data);
   if (!io) {

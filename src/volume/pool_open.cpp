@@ -14,7 +14,7 @@ constexpr std::uint64_t min_device_size = 8ull << 20;
 
 std::uint64_t choose_chunk_size(std::uint64_t total) {
   std::uint64_t size = 1ull << 20;
-  while (size * 2 <= total / 64 && size < (1ull << 30)) size *= 2;
+  while (size * 2 <= total / 256 && size < (1ull << 30)) size *= 2;
   return size;
 }
 
@@ -60,6 +60,16 @@ Result<Superblock> read_superblock(BlockDevice& device) {
 
 }  // namespace
 
+std::uint64_t pool_file_size_for(std::uint64_t origin_size) {
+  const std::uint64_t allowance = origin_size / 16 + (4ull << 20);
+  return (origin_size + allowance + (1 << 20) - 1) / (1 << 20) * (1 << 20);
+}
+
+std::uint64_t origin_size_for_devices(std::uint64_t device_bytes) {
+  if (device_bytes <= (4ull << 20)) return 0;
+  return (device_bytes - (4ull << 20)) / 17 * 16 / (1 << 20) * (1 << 20);
+}
+
 Pool::Pool(std::vector<BlockDevicePtr> devices, PoolOptions options)
     : devices_(std::move(devices)), options_(options) {}
 
@@ -94,7 +104,7 @@ Status Pool::format(const std::vector<BlockDevicePtr>& devices, const FormatOpti
       SNAPSTORE_RETURN_IF_ERROR(d->write(slot_offset, zeroes));
   Pool pool(devices, PoolOptions{});
   FormatOptions resolved = options;
-  if (resolved.origin_size == 0) resolved.origin_size = total;
+  if (resolved.origin_size == 0) resolved.origin_size = origin_size_for_devices(total);
   SNAPSTORE_RETURN_IF_ERROR(pool.init_fresh(sb, resolved));
   return pool.close();
 }
