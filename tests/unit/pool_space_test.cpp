@@ -197,7 +197,9 @@ TEST_F(PoolSpaceTest, UnmapWhenFullGivesSpaceBack) {
 // while trying are free again after the next commit, even if nothing else changed.
 // DISABLED: Pool::allocate_data releases a partial allocation without setting dirty_, so
 // the next flush() commits nothing and the released blocks stay "freed this transaction"
-// (unallocatable) until some other change is committed or the pool is reopened.
+// (unallocatable) until some other change is committed or the pool is reopened. The
+// commit-and-retry in write_blocks cannot help (its flush() is a no-op for the same
+// reason), so a later write that fits the free space fails with no_space too.
 TEST_F(PoolSpaceTest, DISABLED_BlocksHeldByAFailedWriteComeBackAtTheNextFlush) {
   ASSERT_NO_FATAL_FAILURE(fill_to_the_last_block());
   ASSERT_NO_FATAL_FAILURE(unmap(1 << 20, 1 << 20));  // 256 written blocks
