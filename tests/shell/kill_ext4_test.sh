@@ -6,8 +6,9 @@
 #
 # Each round: a writer creates files of 4 KiB .. 4 MiB of random bytes; after each file it
 # fsyncs the file, then its directory, and only then appends the file's sha256 to a
-# manifest kept outside the filesystem. Once 20+ files are in the manifest, snapstored is
-# killed with SIGKILL while the writer is still going. The stack is then taken down with a
+# manifest kept outside the filesystem. Once 20+ files are in the manifest (and 3 s or
+# 24 MiB of them have gone by), snapstored is killed with SIGKILL while the writer is
+# still going. The stack is then taken down with a
 # dead server under it (the writer gets I/O errors: killed; ext4 unmounted lazily; loop
 # device detached; nbdfuse unmounted lazily and killed) and nothing may stay mounted or
 # attached. Then:
@@ -17,8 +18,8 @@
 #   - mounted again, every file in the manifest must be there with its sha256 (files not
 #     yet in the manifest may be missing or partial).
 # Three rounds on the same pool (each writes more files, then kills again) while time
-# allows; from the third on, the files of round N-2 are deleted first to make room. At the
-# end: clean umount, fsck clean, SIGTERM -> exit 0, snapstored check clean.
+# allows; from the third on, the files of round N-2 are deleted and trimmed first to make
+# room. At the end: clean umount, fsck clean, SIGTERM -> exit 0, snapstored check clean.
 #
 # On failure the pool, the logs and the manifest are kept in /var/tmp/kill-ext4-failure-*.
 # Needs root, /dev/fuse, a free loop device and the tools below; otherwise exits 77.
