@@ -87,7 +87,10 @@ class Pool {
   Status read(std::uint64_t volume, std::uint64_t offset, std::span<std::byte> out);
   Status write(std::uint64_t volume, std::uint64_t offset, std::span<const std::byte> data,
                bool fua);
-  Status unmap(std::uint64_t volume, std::uint64_t offset, std::uint64_t length, bool fua);
+  // Unmaps the range. Partial blocks at its edges are zeroed; on a full pool that may be
+  // impossible, which fails the call only if edges_required (a trim may leave them).
+  Status unmap(std::uint64_t volume, std::uint64_t offset, std::uint64_t length, bool fua,
+               bool edges_required = true);
   Status write_zeroes(std::uint64_t volume, std::uint64_t offset, std::uint64_t length, bool fua);
   Result<std::vector<Extent>> block_status(std::uint64_t volume, std::uint64_t offset,
                                            std::uint64_t length);
@@ -122,6 +125,7 @@ class Pool {
   Result<std::vector<std::uint64_t>> allocate_data(std::size_t count);
   Status release_data(const std::vector<std::uint64_t>& blocks);
   Status ensure_metadata_headroom(std::uint64_t data_blocks);
+  Status unmap_blocks(std::uint64_t volume, std::uint64_t first, std::uint64_t end);
   Status lookup_range(VolumeState& v, std::uint64_t first, std::uint64_t count,
                       std::vector<Mapped>& out);
   Status read_blocks_locked(VolumeState& v, std::uint64_t first, std::uint64_t count,

@@ -122,6 +122,9 @@ Result<std::vector<std::uint64_t>> Pool::allocate_data(std::size_t count) {
     got.insert(got.end(), more->begin(), more->end());
   }
   if (got.size() < count) {
+    // Given back, but only reusable after a commit: mark the pool changed so the next
+    // flush commits and frees them.
+    if (!got.empty()) dirty_ = true;
     (void)release_data(got);
     return no_space("the pool is full");
   }
@@ -265,7 +268,32 @@ Status Pool::write_partial(std::uint64_t volume, std::uint64_t offset,
   return write_blocks(volume, first, merged);
 }
 
-Status Pool::unmap(std::uint64_t volume, std::uint64_t offset, std::uint64_t length, bool fua) {
+// Drops the mappings of whole blocks [first, end) and releases their data.
+Status Pool::unmap_blocks(std::uint64_t volume, std::uint64_t first, std::uint64_t end) {
+  std::unique_lock meta(meta_mutex_);
+  auto v = volume_state(volume);
+  if (!v) return v.status();
+  tm_->set_use_reserve(true);  // unmapping gives space back: it may use the reserve
+  struct ReserveOff {
+    TransactionManager& tm;
+    ~ReserveOff() { tm.set_use_reserve(false); }
+  } reserve_off{*tm_};
+  Status released = Status::ok();
+  auto root = mappings_->remove_range((*v)->record.mapping, first, end,
+                                      [&](std::uint64_t, std::span<const std::byte> value) {
+                                        if (released)
+                                          released = data_sm_->dec(decode_mapping(value).data_block);
+                                      });
+  if (!root) return fail(root.status());
+  (*v)->record.mapping = *root;
+  (*v)->dirty = true;
+  dirty_ = true;
+  if (!released) return fail(released);
+  return Status::ok();
+}
+
+Status Pool::unmap(std::uint64_t volume, std::uint64_t offset, std::uint64_t length, bool fua,
+                   bool edges_required) {
   SNAPSTORE_RETURN_IF_ERROR(check_writable());
   const std::uint32_t bs = superblock_.data_block_size;
   const std::uint64_t end = offset + length;
@@ -273,38 +301,16 @@ Status Pool::unmap(std::uint64_t volume, std::uint64_t offset, std::uint64_t len
   const std::uint64_t whole_end = end / bs;
   {
     RegionGuard guard = lock_regions(volume, offset / bs, (end - 1) / bs);
-    // Partial edge blocks are zeroed in place (they keep their other bytes).
+    // Whole blocks first: that gives space back even on a full pool.
+    if (whole_first < whole_end) SNAPSTORE_RETURN_IF_ERROR(unmap_blocks(volume, whole_first, whole_end));
+    // Partial edge blocks are zeroed (they keep their other bytes); that needs a new block.
+    Status edges = Status::ok();
     const std::uint64_t head_end = std::min(end, whole_first * bs);
-    if (offset < head_end) {
-      std::vector<std::byte> zeroes(head_end - offset);
-      SNAPSTORE_RETURN_IF_ERROR(write_partial(volume, offset, zeroes));
-    }
+    if (offset < head_end) edges = write_partial(volume, offset, std::vector<std::byte>(head_end - offset));
     const std::uint64_t tail_start = std::max(offset, whole_end * bs);
-    if (tail_start < end && tail_start >= head_end) {
-      std::vector<std::byte> zeroes(end - tail_start);
-      SNAPSTORE_RETURN_IF_ERROR(write_partial(volume, tail_start, zeroes));
-    }
-    if (whole_first < whole_end) {
-      std::unique_lock meta(meta_mutex_);
-      auto v = volume_state(volume);
-      if (!v) return v.status();
-      tm_->set_use_reserve(true);  // unmapping gives space back: it may use the reserve
-      struct ReserveOff {
-        TransactionManager& tm;
-        ~ReserveOff() { tm.set_use_reserve(false); }
-      } reserve_off{*tm_};
-      Status released = Status::ok();
-      auto root = mappings_->remove_range(
-          (*v)->record.mapping, whole_first, whole_end,
-          [&](std::uint64_t, std::span<const std::byte> value) {
-            if (released) released = data_sm_->dec(decode_mapping(value).data_block);
-          });
-      if (!root) return fail(root.status());
-      (*v)->record.mapping = *root;
-      (*v)->dirty = true;
-      dirty_ = true;
-      if (!released) return fail(released);
-    }
+    if (edges && tail_start < end && tail_start >= head_end)
+      edges = write_partial(volume, tail_start, std::vector<std::byte>(end - tail_start));
+    if (!edges && (edges_required || edges.code() != errc::no_space)) return edges;
   }
   return commit_if_needed(fua);
 }

@@ -25,7 +25,8 @@ Status PoolVolume::write(std::uint64_t offset, std::span<const std::byte> data, 
 }
 
 Status PoolVolume::trim(std::uint64_t offset, std::uint64_t length, bool fua) {
-  return pool_->unmap(record_.id, offset, length, fua);
+  // NBD lets a trim leave partial blocks as they were when the pool has no room.
+  return pool_->unmap(record_.id, offset, length, fua, /*edges_required=*/false);
 }
 
 Status PoolVolume::write_zeroes(std::uint64_t offset, std::uint64_t length, bool may_unmap,

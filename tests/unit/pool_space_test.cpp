@@ -195,12 +195,7 @@ TEST_F(PoolSpaceTest, UnmapWhenFullGivesSpaceBack) {
 
 // A write larger than the free space fails whole; the blocks it took and gave back
 // while trying are free again after the next commit, even if nothing else changed.
-// DISABLED: Pool::allocate_data releases a partial allocation without setting dirty_, so
-// the next flush() commits nothing and the released blocks stay "freed this transaction"
-// (unallocatable) until some other change is committed or the pool is reopened. The
-// commit-and-retry in write_blocks cannot help (its flush() is a no-op for the same
-// reason), so a later write that fits the free space fails with no_space too.
-TEST_F(PoolSpaceTest, DISABLED_BlocksHeldByAFailedWriteComeBackAtTheNextFlush) {
+TEST_F(PoolSpaceTest, BlocksHeldByAFailedWriteComeBackAtTheNextFlush) {
   ASSERT_NO_FATAL_FAILURE(fill_to_the_last_block());
   ASSERT_NO_FATAL_FAILURE(unmap(1 << 20, 1 << 20));  // 256 written blocks
   ASSERT_NO_FATAL_FAILURE(flush());
@@ -219,9 +214,7 @@ TEST_F(PoolSpaceTest, DISABLED_BlocksHeldByAFailedWriteComeBackAtTheNextFlush) {
 // Invariant 4 says unmaps go on working when full: an unmap whose ends are not block
 // aligned still gives back the whole blocks it covers. (The edges may read as zeroes or
 // keep their bytes; nothing else may change.)
-// DISABLED: Pool::unmap zeroes the partial edge blocks first (write_partial, which needs a
-// new data block) and returns its no_space before unmapping the whole blocks.
-TEST_F(PoolSpaceTest, DISABLED_UnalignedUnmapWhenFullGivesSpaceBack) {
+TEST_F(PoolSpaceTest, UnalignedUnmapWhenFullGivesSpaceBack) {
   ASSERT_NO_FATAL_FAILURE(fill_to_the_last_block());
   const std::uint64_t offset = (1 << 20) + 2048, length = 1 << 20;
   const std::vector<std::byte> before = model_;
