@@ -11,6 +11,8 @@
 //  3. commit() writes everything the transaction changed, flushes, then writes the
 //     superblock and flushes again. Concurrent flushes share one commit. If a commit
 //     fails the pool turns read-only for good (failure() says why) and writes nothing more.
+//     A commit never includes data blocks that a write has taken but not yet mapped
+//     (WriteGate), so a crash cannot leak them.
 //  4. Writes that need space fail with no_space when the pool is full; reads, flushes and
 //     unmaps go on working, and unmapping gives space back. Device space for one more
 //     metadata chunk and a reserve of metadata blocks are kept so that a commit, and an
@@ -35,6 +37,25 @@
 #include "volume/volume_record.h"
 
 namespace snapstore {
+
+// WriteGate: writes between taking data blocks and mapping them, versus commits.
+// A commit must not persist blocks that a write has allocated but not yet mapped (a
+// crash after that commit would leak them), so it closes the gate, waits until no write
+// is inside, commits, and opens it again. Writes arriving meanwhile wait (a commit is
+// not starved by a stream of writes).
+class WriteGate {
+ public:
+  void enter();
+  void leave();
+  void close();
+  void open();
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  unsigned inside_ = 0;
+  bool closed_ = false;
+};
 
 struct FormatOptions {
   std::uint64_t origin_size = 0;  // bytes; 0: origin_size_for_devices(total device size)
@@ -157,6 +178,7 @@ class Pool {
 
   mutable std::shared_mutex meta_mutex_;
   std::mutex commit_mutex_;
+  WriteGate write_gate_;
   std::atomic<bool> dirty_{false};
   std::atomic<std::uint64_t> flush_requests_{0};
   std::uint64_t flushes_covered_ = 0;

@@ -5,6 +5,29 @@
 
 namespace snapstore {
 
+void WriteGate::enter() {
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [this] { return !closed_; });
+  ++inside_;
+}
+
+void WriteGate::leave() {
+  std::lock_guard lock(mutex_);
+  if (--inside_ == 0) changed_.notify_all();
+}
+
+void WriteGate::close() {
+  std::unique_lock lock(mutex_);
+  closed_ = true;
+  changed_.wait(lock, [this] { return inside_ == 0; });
+}
+
+void WriteGate::open() {
+  std::lock_guard lock(mutex_);
+  closed_ = false;
+  changed_.notify_all();
+}
+
 Status Pool::flush() {
   if (options_.read_only) return Status::ok();
   const std::uint64_t ticket = ++flush_requests_;
@@ -12,7 +35,9 @@ Status Pool::flush() {
   SNAPSTORE_RETURN_IF_ERROR(failure());
   if (flushes_covered_ >= ticket) return Status::ok();  // a commit that began later covered it
   const std::uint64_t covering = flush_requests_.load();
+  write_gate_.close();  // no data blocks taken but not yet mapped go into this commit
   Status st = commit_locked();
+  write_gate_.open();
   if (st) flushes_covered_ = covering;
   return st;
 }

@@ -197,8 +197,16 @@ Status Pool::remap(std::uint64_t volume, std::uint64_t first, const std::vector<
 Status Pool::write_blocks(std::uint64_t volume, std::uint64_t first, std::span<const std::byte> data) {
   const std::size_t count = data.size() / superblock_.data_block_size;
   std::vector<std::uint64_t> blocks;
+  struct GatePass {  // from taking the blocks until they are mapped (or given back)
+    WriteGate* gate = nullptr;
+    ~GatePass() {
+      if (gate) gate->leave();
+    }
+  } pass;
   for (int attempt = 0;; ++attempt) {
     Status st = Status::ok();
+    write_gate_.enter();
+    pass.gate = &write_gate_;
     {
       std::unique_lock meta(meta_mutex_);
       st = ensure_metadata_headroom(count);
@@ -211,6 +219,8 @@ Status Pool::write_blocks(std::uint64_t volume, std::uint64_t first, std::span<c
         st = got.status();
       }
     }
+    pass.gate = nullptr;
+    write_gate_.leave();
     // Space freed in the open transaction comes back at its commit (redirect-on-write
     // needs room for the new copy before the old one goes): commit once, then retry.
     if (st.code() != errc::no_space || attempt > 0) return st;
