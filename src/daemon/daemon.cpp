@@ -160,12 +160,11 @@ int run_daemon(const DaemonConfig& config) {
   }
 
   asio::io_context io;
-  asio::thread_pool workers(1);
   nbd::ServerOptions options;
   options.limits.handshake_timeout = std::chrono::seconds(config.handshake_timeout_seconds);
   options.max_connections = config.max_connections;
   options.limits.threads_per_connection = config.worker_threads;
-  nbd::Server server(io, exports, workers, options);
+  nbd::Server server(io, exports, options);
   ControlServer control(io);
   add_control_commands(control, exports, server, config, pool);
 
@@ -187,7 +186,6 @@ int run_daemon(const DaemonConfig& config) {
   });
   spdlog::info("snapstored ready");
   io.run();
-  workers.join();
   int code = 0;
   for (const ExportEntry& e : exports.list()) {
     VolumePtr v = exports.find(e.name);

@@ -11,11 +11,8 @@ namespace snapstore::nbd {
 
 namespace asio = boost::asio;
 
-Server::Server(asio::io_context& io, const ExportTable& exports, asio::thread_pool& workers,
-               ServerOptions options)
-    : io_(io), context_{exports, registry_, options.limits}, options_(options), stop_timer_(io) {
-  (void)workers;  // sessions run on their own threads now; the parameter goes next commit
-}
+Server::Server(asio::io_context& io, const ExportTable& exports, ServerOptions options)
+    : io_(io), context_{exports, registry_, options.limits}, options_(options), stop_timer_(io) {}
 
 Server::~Server() {
   for (const auto& p : unix_paths_) ::unlink(p.c_str());

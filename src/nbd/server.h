@@ -29,8 +29,7 @@ struct ServerOptions {
 
 class Server {
  public:
-  Server(boost::asio::io_context& io, const ExportTable& exports,
-         boost::asio::thread_pool& workers, ServerOptions options = {});
+  Server(boost::asio::io_context& io, const ExportTable& exports, ServerOptions options = {});
   ~Server();
 
   Status listen_tcp(const std::string& host, std::uint16_t port);

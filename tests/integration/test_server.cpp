@@ -23,23 +23,6 @@ namespace snapstore::integration {
 
 // --- the in-process server -----------------------------------------------------------
 
-namespace {
-
-// nbd::Server is losing its worker-pool parameter (requests move to per-connection
-// threads); build against either constructor.
-template <typename S>
-void emplace_server(std::optional<S>& server, boost::asio::io_context& io,
-                    const ExportTable& exports, boost::asio::thread_pool& workers,
-                    const nbd::ServerOptions& options) {
-  if constexpr (std::is_constructible_v<S, boost::asio::io_context&, const ExportTable&,
-                                        boost::asio::thread_pool&, nbd::ServerOptions>)
-    server.emplace(io, exports, workers, options);
-  else
-    server.emplace(io, exports, options);
-}
-
-}  // namespace
-
 InProcessServer::InProcessServer(InProcessOptions options) : socket_(dir_.path() / "nbd.sock") {
   spdlog::set_level(spdlog::level::warn);
   add("origin", {.size = origin_size, .description = "writable origin, 64 MiB"});
@@ -52,7 +35,7 @@ InProcessServer::InProcessServer(InProcessOptions options) : socket_(dir_.path()
   nbd::ServerOptions server_options;
   server_options.limits.handshake_timeout = options.handshake_timeout;
   server_options.max_connections = options.max_connections;
-  emplace_server(server_, io_, exports_, workers_, server_options);
+  server_.emplace(io_, exports_, server_options);
   if (Status st = server_->listen_unix(socket_, 0600); !st)
     throw std::runtime_error("listen_unix: " + st.to_string());
   std::promise<void> done;
@@ -69,7 +52,6 @@ InProcessServer::~InProcessServer() {
                   << " connection(s) still registered";
   if (io_done_.wait_for(0s) != std::future_status::ready) io_.stop();  // give up on them
   io_thread_.join();
-  workers_.join();
   server_.reset();
 }
 

@@ -81,7 +81,6 @@ class InProcessServer {
   std::map<std::string, std::shared_ptr<MemoryVolume>> volumes_;
   std::map<std::string, std::string> descriptions_;
   boost::asio::io_context io_;
-  boost::asio::thread_pool workers_{2};
   std::optional<nbd::Server> server_;
   std::future<void> io_done_;
   std::thread io_thread_;
