@@ -67,7 +67,7 @@ awaitable<void> Connection::run() {
   boost::system::error_code ec;
   socket_.shutdown(socket_type::shutdown_both, ec);
   socket_.close(ec);
-  session_finished();
+  finished(shared_from_this());
 }
 
 // Hands the socket to a Session; the asio socket lets go of its descriptor.
@@ -84,7 +84,9 @@ bool Connection::start_session() {
   spdlog::info("{}: attached export '{}'", peer_, negotiated_.export_name);
   auto session = std::make_shared<Session>(
       fd, negotiated_, context_.limits.threads_per_connection, peer_,
-      [self = shared_from_this()] { self->session_finished(); });
+      [weak = weak_from_this()] {
+        if (auto self = weak.lock()) finished(std::move(self));
+      });
   {
     std::lock_guard lock(mutex_);
     export_name_ = negotiated_.export_name;
@@ -95,14 +97,20 @@ bool Connection::start_session() {
   return true;
 }
 
-void Connection::session_finished() {
-  {
-    std::lock_guard lock(mutex_);
-    session_.reset();
-  }
-  context_.registry.remove(this);
-  spdlog::debug("{}: connection closed", peer_);
-  asio::post(keep_running_.get_executor(), [self = shared_from_this()] { self->keep_running_.reset(); });
+// Runs the clean-up on the io thread, which then drops the last reference: a Connection
+// owns io objects and must never be destroyed on a session thread, where the io_context
+// may already be gone.
+void Connection::finished(std::shared_ptr<Connection> self) {
+  auto executor = self->keep_running_.get_executor();
+  asio::post(executor, [self = std::move(self)] {
+    {
+      std::lock_guard lock(self->mutex_);
+      self->session_.reset();
+    }
+    self->context_.registry.remove(self.get());
+    spdlog::debug("{}: connection closed", self->peer_);
+    self->keep_running_.reset();
+  });
 }
 
 awaitable<bool> Connection::read_exact(void* data, std::size_t size) {
@@ -157,10 +165,7 @@ void ConnectionRegistry::add(const std::shared_ptr<Connection>& c) {
 
 void ConnectionRegistry::remove(const Connection* c) {
   std::lock_guard lock(mutex_);
-  std::erase_if(connections_, [c](const std::weak_ptr<Connection>& w) {
-    auto p = w.lock();
-    return !p || p.get() == c;
-  });
+  std::erase_if(connections_, [c](const std::shared_ptr<Connection>& p) { return p.get() == c; });
 }
 
 void ConnectionRegistry::stop_all() {
@@ -173,10 +178,7 @@ void ConnectionRegistry::force_close_all() {
 
 std::vector<std::shared_ptr<Connection>> ConnectionRegistry::live() const {
   std::lock_guard lock(mutex_);
-  std::vector<std::shared_ptr<Connection>> out;
-  for (auto& w : connections_)
-    if (auto p = w.lock()) out.push_back(std::move(p));
-  return out;
+  return connections_;
 }
 
 std::size_t ConnectionRegistry::count() const {
@@ -187,10 +189,8 @@ std::size_t ConnectionRegistry::count() const {
 std::size_t ConnectionRegistry::count_attached(std::string_view export_name) const {
   std::lock_guard lock(mutex_);
   return static_cast<std::size_t>(std::count_if(
-      connections_.begin(), connections_.end(), [&](const std::weak_ptr<Connection>& w) {
-        auto p = w.lock();
-        return p && p->export_name() == export_name;
-      }));
+      connections_.begin(), connections_.end(),
+      [&](const std::shared_ptr<Connection>& p) { return p->export_name() == export_name; }));
 }
 
 }  // namespace snapstore::nbd

@@ -60,7 +60,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   boost::asio::awaitable<bool> read_exact(void* data, std::size_t size);
   boost::asio::awaitable<void> send_now(std::vector<std::byte> bytes);
   bool start_session();
-  void session_finished();
+  static void finished(std::shared_ptr<Connection> self);
 
   socket_type socket_;
   ConnectionContext& context_;
@@ -89,7 +89,7 @@ class ConnectionRegistry {
 
  private:
   mutable std::mutex mutex_;
-  std::vector<std::weak_ptr<Connection>> connections_;
+  std::vector<std::shared_ptr<Connection>> connections_;  // until finished() on the io thread
 };
 
 }  // namespace snapstore::nbd

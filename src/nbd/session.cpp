@@ -171,6 +171,7 @@ void Session::finish_thread() {
     ::close(fd_);
     fd_ = -1;
   }
+  negotiated_.volume.reset();  // whatever outlives this thread holds no volume
   if (on_finished_) on_finished_();
 }
 
