@@ -1,11 +1,23 @@
 #!/usr/bin/env bash
-# nbd-bench.sh: compare snapstored's raw backend with nbdkit (file and memory plugins)
-# through fio's nbd ioengine, on identical pre-filled data.
+# nbd-bench.sh: compare snapstored (raw and pool backends) with nbdkit (file and memory
+# plugins) through fio's nbd ioengine, on identical pre-filled data.
 #
 # Each server gets its own private Unix socket and its own copy of the same random data:
-#   snapstored     snapstored --pool FILE --backend raw --no-tcp --log-level warn
-#   nbdkit-file    nbdkit -U SOCK --foreground file FILE
-#   nbdkit-memory  nbdkit -U SOCK --foreground memory SIZE   (filled with nbdcopy)
+#   snapstored       snapstored --pool FILE --backend raw --no-tcp --log-level warn
+#   snapstored-pool  snapstored format POOL --size SIZE (volume 'origin' of SIZE bytes in a
+#                    pool file of its own default size: SIZE plus room for metadata), then
+#                    snapstored --pool POOL --backend pool --no-tcp --log-level warn,
+#                    filled with `nbdcopy --flush`
+#   snapstored-pool-spare   the same origin in a bigger pool: format --size SIZE+SPARE
+#                    --origin-size SIZE (BENCH_POOL_SPARE), so that overwrites find free
+#                    blocks without forcing a commit (not in the default set)
+#   snapstored-pool[-spare]-16k (or -4k, -64k, any 4k..1m): the same with --block-size 16K
+#                    (not in the default set; for comparing data block sizes)
+#   nbdkit-file      nbdkit -U SOCK --foreground file FILE
+#   nbdkit-memory    nbdkit -U SOCK --foreground memory SIZE   (filled with nbdcopy)
+# After the fills, every server's peak RSS (VmHWM) is reset (/proc/PID/clear_refs), so the
+# memory table shows the peak during the fio jobs only.  For pool servers the control
+# socket's status (metadata blocks in use, cache hits/misses) is sampled around each job.
 # For every job the servers run one after the other (the order rotates from job to job
 # and round to round), so background noise is shared out fairly.  Around each job the
 # server's CPU time (utime+stime of the whole process, /proc/PID/stat) is sampled, giving
@@ -16,9 +28,17 @@
 #   BENCH_SIZE=1G           export size (any size `numfmt --from=iec` reads)
 #   BENCH_ROUNDS=1          run the whole suite this many times; >1 adds a median table
 #   BENCH_JOBS=...          jobs to run, space or comma separated (default: all, see --list)
-#   BENCH_SERVERS=...       servers, from: snapstored nbdkit-file nbdkit-memory
+#   BENCH_SERVERS=...       servers, from: snapstored snapstored-pool nbdkit-file
+#                           nbdkit-memory snapstored-pool[-spare][-<4k..1m>]
+#                           (default: the first four)
 #   BENCH_SNAPSTORED=PATH   snapstored binary (default: build-bench, then build, then PATH)
-#   BENCH_SNAPSTORED_ARGS=  extra arguments for snapstored (e.g. "--threads 2")
+#   BENCH_SNAPSTORED_ARGS=  extra arguments for every snapstored server (e.g. "--threads 2")
+#   BENCH_POOL_ARGS=        extra arguments for pool servers only (e.g. "--cache-size 4M")
+#   BENCH_POOL_FORMAT_ARGS= extra arguments for `snapstored format` (e.g. "--block-size 16K")
+#   BENCH_POOL_SPARE=4G     extra pool space for the -spare servers (the file is sparse).
+#                           Blocks freed by overwrites are reusable only after a commit;
+#                           1 MiB writes reach ~1.8 GB/s here and commits can be ~1.5 s
+#                           apart, so the spare room should be a few GB
 #   BENCH_TMPDIR=/var/tmp   where the data files go (must not be tmpfs: refused if it is)
 #   BENCH_OUTDIR=DIR        keep fio JSON, server logs, results.tsv and the tables here
 #   BENCH_PERF=auto         1/0/auto: also count the server's context switches per request
@@ -42,8 +62,11 @@ declare -A JOB_ARGS=(
   # each 4k write is followed by an NBD flush (fio's fsync=1 -> NBD_CMD_FLUSH)
   [randwrite-4k-qd1-flush]="--rw=randwrite --bs=4k --iodepth=1 --fsync=1"
 )
-ALL_SERVERS=(snapstored nbdkit-file nbdkit-memory)
+ALL_SERVERS=(snapstored snapstored-pool nbdkit-file nbdkit-memory)
 BASELINE=nbdkit-file
+POOL_VARIANT_RE='^snapstored-pool(-spare)?(-([0-9]+[kKmM]))?$'
+is_pool() { [[ $1 =~ $POOL_VARIANT_RE ]]; }
+is_snapstored() { [[ $1 == snapstored ]] || is_pool "$1"; }
 
 case "${1:-}" in
   --list) printf '%s\n' "${ALL_JOBS[@]}"; exit 0 ;;
@@ -62,6 +85,8 @@ PERF=${BENCH_PERF:-auto}
 read -r -a JOBS <<<"$(tr ',' ' ' <<<"${BENCH_JOBS:-${ALL_JOBS[*]}}")"
 read -r -a SERVERS <<<"$(tr ',' ' ' <<<"${BENCH_SERVERS:-${ALL_SERVERS[*]}}")"
 read -r -a SNAP_EXTRA <<<"${BENCH_SNAPSTORED_ARGS:-}"
+read -r -a POOL_EXTRA <<<"${BENCH_POOL_ARGS:-}"
+read -r -a POOL_FORMAT_EXTRA <<<"${BENCH_POOL_FORMAT_ARGS:-}"
 PY=/usr/bin/python3; [[ -x $PY ]] || PY=python3
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -74,8 +99,11 @@ BYTES=$(numfmt --from=iec "$SIZE" 2>/dev/null) || die "bad BENCH_SIZE '$SIZE'"
 (( BYTES >= 1048576 && BYTES % 4096 == 0 )) || die "BENCH_SIZE must be >= 1M and a multiple of 4k"
 for j in "${JOBS[@]}"; do [[ -n ${JOB_ARGS[$j]:-} ]] || die "unknown job '$j' (see --list)"; done
 for s in "${SERVERS[@]}"; do
-  [[ " ${ALL_SERVERS[*]} " == *" $s "* ]] || die "unknown server '$s' (${ALL_SERVERS[*]})"
+  [[ " ${ALL_SERVERS[*]} " == *" $s "* || $s =~ $POOL_VARIANT_RE ]] ||
+    die "unknown server '$s' (${ALL_SERVERS[*]} snapstored-pool[-spare][-<4k..1m>])"
 done
+[[ $(printf '%s\n' "${SERVERS[@]}" | sort | uniq -d) == "" ]] || die "a server is listed twice"
+SPARE_BYTES=$(numfmt --from=iec "${BENCH_POOL_SPARE:-4G}" 2>/dev/null) || die "bad BENCH_POOL_SPARE"
 (( ${#JOBS[@]} > 0 && ${#SERVERS[@]} > 0 )) || die "nothing to run"
 
 need() { command -v "$1" >/dev/null || die "$1 is not installed ($2)"; }
@@ -86,7 +114,7 @@ for s in "${SERVERS[@]}"; do
     nbdkit-*) need nbdkit "apt-get install nbdkit" ;;
   esac
 done
-[[ " ${SERVERS[*]} " == *" nbdkit-memory "* ]] && need nbdcopy "apt-get install libnbd-bin"
+need nbdcopy "apt-get install libnbd-bin"
 need nbdinfo "apt-get install libnbd-bin"
 fio --enghelp=nbd >/dev/null 2>&1 || die "this fio has no nbd ioengine"
 if [[ $PERF == auto ]]; then
@@ -98,7 +126,9 @@ elif [[ $PERF == 1 ]]; then
 fi
 
 SNAPSTORED=""
-if [[ " ${SERVERS[*]} " == *" snapstored "* ]]; then
+HAVE_SNAPSTORED=0
+for s in "${SERVERS[@]}"; do is_snapstored "$s" && HAVE_SNAPSTORED=1; done
+if (( HAVE_SNAPSTORED )); then
   if [[ -n ${BENCH_SNAPSTORED:-} ]]; then SNAPSTORED=$BENCH_SNAPSTORED
   elif [[ -x $REPO/build-bench/src/snapstored ]]; then SNAPSTORED=$REPO/build-bench/src/snapstored
   elif [[ -x $REPO/build/src/snapstored ]]; then SNAPSTORED=$REPO/build/src/snapstored
@@ -143,7 +173,8 @@ cleanup() {
   for s in "${!PID[@]}"; do stop_server "$s"; done
   if [[ -n $OUTDIR && -d $WORK ]]; then
     mkdir -p "$OUTDIR"
-    cp -r "$WORK"/fio "$WORK"/*.log "$WORK"/results.tsv "$WORK"/tables.md "$OUTDIR"/ 2>/dev/null || true
+    cp -r "$WORK"/fio "$WORK"/*.log "$WORK"/results.tsv "$WORK"/pools.tsv "$WORK"/tables.md \
+      "$OUTDIR"/ 2>/dev/null || true
   fi
   rm -rf "$WORK"
   exit "$rc"
@@ -166,10 +197,49 @@ cpu_ticks() {  # utime+stime of the whole process (all threads), in clock ticks
   echo $(( f[11] + f[12] ))
 }
 
+peak_rss_kb() {  # VmHWM of the server (kB); reset by reset_peak_rss
+  awk '$1 == "VmHWM:" { print $2 }' "/proc/${PID[$1]}/status" 2>/dev/null || true
+}
+
+reset_peak_rss() {  # "5" resets the peak RSS to the current RSS (Linux >= 4.0)
+  echo 5 >"/proc/${PID[$1]}/clear_refs" 2>/dev/null || log "cannot reset VmHWM of $1"
+}
+
+# Pool status over the control socket, as tab-separated fields:
+# cache_hits cache_misses cached_blocks capacity_blocks metadata_used_blocks
+# data_used_blocks data_block_size commits unused_bytes (free data blocks + unallocated)
+pool_status() {
+  "$PY" - "$WORK/$1.ctl.sock" <<'EOF' 2>/dev/null || printf '\t\t\t\t\t\t\t\t\n'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.settimeout(10)
+s.connect(sys.argv[1])
+s.sendall(b'{"version":1,"command":"status"}\n')
+buf = b""
+while not buf.endswith(b"\n"):
+    d = s.recv(65536)
+    if not d:
+        break
+    buf += d
+sp = json.loads(buf)["result"]["space"]
+c = sp["cache"]
+print("\t".join(str(x) for x in (
+    c["hits"], c["misses"], c["cached_blocks"], c["capacity_blocks"],
+    sp["metadata_blocks"] - sp["metadata_blocks_free"], sp["data_blocks"] - sp["data_blocks_free"],
+    sp["data_block_size"], sp.get("commits", ""),
+    sp["data_blocks_free"] * sp["data_block_size"] + sp.get("unallocated_bytes", 0))))
+EOF
+}
+
 start_server() {
   local name=$1 sock=$WORK/$1.sock
   SOCK[$name]=$sock
   case $name in
+    snapstored-pool*)
+      "$SNAPSTORED" --pool "$WORK/$name.pool" --backend pool --no-tcp --log-level warn \
+        --nbd-socket "$sock" --control-socket "$WORK/$name.ctl.sock" "${SNAP_EXTRA[@]}" \
+        "${POOL_EXTRA[@]}" </dev/null >"$WORK/$name.log" 2>&1 &
+      ;;
     snapstored)
       "$SNAPSTORED" --pool "$WORK/snapstored.img" --backend raw --no-tcp --log-level warn \
         --nbd-socket "$sock" --control-socket "$WORK/snapstored.ctl.sock" "${SNAP_EXTRA[@]}" \
@@ -200,23 +270,44 @@ log "work dir $WORK; $SIZE of random data; ${RUNTIME}s per job; ${ROUNDS} round(
 log "jobs: ${JOBS[*]}"
 log "servers: ${SERVERS[*]}${SNAPSTORED:+ (snapstored = $SNAPSTORED ${SNAP_EXTRA[*]})}"
 head -c "$BYTES" /dev/urandom >"$WORK/base.img"
+POOLS=$WORK/pools.tsv
+printf 'server\tblock_size\tfill_seconds\tmetadata_used_blocks\tdata_used_blocks\tunused_bytes\n' >"$POOLS"
 for s in "${SERVERS[@]}"; do
   case $s in
     snapstored|nbdkit-file) cp --reflink=never --sparse=never "$WORK/base.img" "$WORK/$s.img" ;;
+    snapstored-pool*)
+      [[ $s =~ $POOL_VARIANT_RE ]]
+      fmt=(--size "$BYTES")
+      [[ -n ${BASH_REMATCH[1]} ]] && fmt=(--size $(( BYTES + SPARE_BYTES )) --origin-size "$BYTES")
+      [[ -n ${BASH_REMATCH[3]} ]] && fmt+=(--block-size "${BASH_REMATCH[3]^^}")
+      "$SNAPSTORED" format "$WORK/$s.pool" "${fmt[@]}" "${POOL_FORMAT_EXTRA[@]}" \
+        >"$WORK/$s.format.log" 2>&1 || { cat "$WORK/$s.format.log" >&2; die "format $s failed"; }
+      log "$s: $(head -n1 "$WORK/$s.format.log")"
+      ;;
   esac
 done
 for s in "${SERVERS[@]}"; do start_server "$s"; done
-if [[ -n ${PID[nbdkit-memory]:-} ]]; then
-  log "filling nbdkit-memory with nbdcopy"
-  timeout 600 nbdcopy "$WORK/base.img" "$(uri nbdkit-memory)" || die "nbdcopy into nbdkit-memory failed"
-fi
+for s in "${SERVERS[@]}"; do
+  [[ $s == nbdkit-memory ]] || is_pool "$s" || continue
+  log "filling $s with nbdcopy --flush"
+  t0=$(date +%s.%N)
+  timeout 900 nbdcopy --flush "$WORK/base.img" "$(uri "$s")" || die "nbdcopy into $s failed"
+  t1=$(date +%s.%N)
+  if is_pool "$s"; then
+    IFS=$'\t' read -r _ _ _ _ mu du dbs _ dt <<<"$(pool_status "$s")"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$s" "$dbs" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }')" \
+      "$mu" "$du" "$dt" >>"$POOLS"
+    log "$s filled in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s; metadata blocks in use $mu, data blocks $du"
+  fi
+done
 rm -f "$WORK/base.img"
 sync
+for s in "${SERVERS[@]}"; do reset_peak_rss "$s"; done
 
 # ---- runs ----
 mkdir -p "$WORK/fio"
 RESULTS=$WORK/results.tsv
-printf 'round\tjob\tserver\tstatus\tiops\tmib_s\trequests\tcpu_ticks\tctx_switches\n' >"$RESULTS"
+printf 'round\tjob\tserver\tstatus\tiops\tmib_s\trequests\tcpu_ticks\tctx_switches\tpeak_rss_kb\tcache_hits\tcache_misses\tmetadata_used_blocks\tdata_used_blocks\tcommits\n' >"$RESULTS"
 FIO_TIMEOUT=$(( RUNTIME + 60 ))
 
 run_one() {  # round job server
@@ -227,7 +318,8 @@ run_one() {  # round job server
     return
   fi
   [[ $KEEP_SYNC == 1 ]] || timeout 300 sync || true
-  local before after rc=0 switches=""
+  local before after rc=0 switches="" st0="" st1=""
+  is_pool "$server" && st0=$(pool_status "$server")
   if [[ $PERF == 1 ]]; then
     perf stat -x, -e context-switches -p "${PID[$server]}" -o "$out.perf" </dev/null >/dev/null 2>&1 &
     PERF_PID=$!
@@ -256,6 +348,15 @@ run_one() {  # round job server
     return
   fi
   after=$(cpu_ticks "$server")
+  local extra hits="" misses="" mu="" du="" commits="" h0 m0 c0
+  if [[ -n $st0 ]]; then
+    st1=$(pool_status "$server")
+    IFS=$'\t' read -r h0 m0 _ _ _ _ _ c0 _ <<<"$st0"
+    IFS=$'\t' read -r hits misses _ _ mu du _ commits _ <<<"$st1"
+    [[ $h0 =~ ^[0-9]+$ && $hits =~ ^[0-9]+$ ]] && hits=$(( hits - h0 )) misses=$(( misses - m0 ))
+    [[ $c0 =~ ^[0-9]+$ && $commits =~ ^[0-9]+$ ]] && commits=$(( commits - c0 ))
+  fi
+  extra=$(printf '%s\t%s\t%s\t%s\t%s\t%s' "$(peak_rss_kb "$server")" "$hits" "$misses" "$mu" "$du" "$commits")
   if (( rc != 0 )); then
     log "fio failed on $server/$job (exit $rc)"; tail -n 5 "$out.stdout" >&2 || true
     printf '%s\t%s\t%s\tfio-exit-%s\t\t\t\t\t\n' "$round" "$job" "$server" "$rc" >>"$RESULTS"
@@ -275,7 +376,8 @@ reqs = job["read"]["total_ios"] + job["write"]["total_ios"] + job.get("sync", {}
 print("ok\t%.1f\t%.2f\t%d" % (iops, mib, reqs))
 EOF
 ) || line=$'parse-error\t\t\t'
-  printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$job" "$server" "$line" "$(( after - before ))" "$switches" >>"$RESULTS"
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$job" "$server" "$line" "$(( after - before ))" "$switches" \
+    "$extra" >>"$RESULTS"
   log "round $round $job $server: $(cut -f1-3 <<<"$line" | tr '\t' ' ') (cpu $(( after - before )) ticks)"
 }
 
@@ -291,10 +393,11 @@ for (( round = 1; round <= ROUNDS; round++ )); do
 done
 
 # ---- report ----
-"$PY" - "$RESULTS" "$TICK" "$BASELINE" "${JOBS[*]}" "${SERVERS[*]}" >"$WORK/tables.md" <<'EOF'
+"$PY" - "$RESULTS" "$TICK" "$BASELINE" "${JOBS[*]}" "${SERVERS[*]}" "$POOLS" "$BYTES" "$RUNTIME" >"$WORK/tables.md" <<'EOF'
 import csv, statistics, sys
 path, tick, baseline = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 jobs, servers = sys.argv[4].split(), sys.argv[5].split()
+pools_path, size_bytes, runtime = sys.argv[6], int(sys.argv[7]), int(sys.argv[8])
 rows = list(csv.DictReader(open(path), delimiter="\t"))
 rounds = sorted({int(r["round"]) for r in rows})
 res = {}
@@ -306,6 +409,11 @@ for r in rows:
         sw = r.get("ctx_switches") or ""
         res[key] = dict(iops=float(r["iops"]), mib=float(r["mib_s"]), cpu=cpu_us,
                         sw=int(sw) / reqs if sw and reqs else None)
+        if r.get("peak_rss_kb"):
+            res[key]["rss"] = int(r["peak_rss_kb"])
+        for k in ("cache_hits", "cache_misses", "metadata_used_blocks", "commits"):
+            if r.get(k):
+                res[key][k] = int(r[k])
     else:
         res[key] = dict(status=r["status"])
 
@@ -352,10 +460,65 @@ if len(rounds) > 1:
                 rtxt = "%.2fx" % statistics.median(rts)
                 if s != baseline:
                     rtxt += " (%.2f–%.2f)" % (min(rts), max(rts))
+            if len(vals) < len(rounds):  # say so when some rounds failed
+                bad = sorted({res.get((r, job, s), {}).get("status", "missing")
+                              for r in rounds if "iops" not in res.get((r, job, s), {})})
+                rtxt += " [%d of %d rounds; others %s]" % (len(vals), len(rounds), ", ".join(bad))
             sws = [v["sw"] for v in vals if v.get("sw") is not None]
             print("| %s | %s | %.0f | %.1f | %s | %.1f |%s" % (
                 job, s, med("iops"), med("mib"), rtxt, med("cpu"),
                 sw_cell(statistics.median(sws) if sws else None)))
+    print()
+
+# Peak RSS during the jobs, and the pools' metadata and cache.
+fills = {r["server"]: r for r in csv.DictReader(open(pools_path), delimiter="\t")}
+gib = size_bytes / 2**30
+print("### Server memory and pool metadata\n")
+print("Peak RSS: the largest VmHWM after any job (reset after the fill). Metadata: blocks in")
+print("use x 4096 per GiB of volume (one copy; `dup` stores two), right after the fill and after")
+print("the last job. Cache: hits and misses summed over every job of every round.\n")
+print("| server | peak RSS MiB | data block | fill MiB/s | unused after fill (free data + unallocated) | metadata after fill, KiB/GiB | metadata after jobs, KiB/GiB | cache hits | cache misses |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+for s in servers:
+    vals = [v for (r, j, sv), v in res.items() if sv == s]
+    rss = [v["rss"] for v in vals if "rss" in v]
+    f = fills.get(s)
+    cells = ["%.1f" % (max(rss) / 1024) if rss else "—"]
+    if f and f.get("metadata_used_blocks"):
+        last = None
+        for rnd in rounds:
+            for job in jobs:
+                v = res.get((rnd, job, s), {})
+                if "metadata_used_blocks" in v:
+                    last = v["metadata_used_blocks"]
+        hits = sum(v.get("cache_hits", 0) for v in vals)
+        misses = sum(v.get("cache_misses", 0) for v in vals)
+        secs = float(f["fill_seconds"])
+        cells += ["%d KiB" % (int(f["block_size"]) // 1024),
+                  "%.0f" % (size_bytes / 2**20 / secs) if secs else "—",
+                  "%.0f MiB" % (int(f["unused_bytes"]) / 2**20) if f.get("unused_bytes") else "—",
+                  "%.0f" % (int(f["metadata_used_blocks"]) * 4 / gib),
+                  "%.0f" % (last * 4 / gib) if last is not None else "—",
+                  "%d" % hits, "%d" % misses]
+    else:
+        cells += ["—"] * 7
+    print("| %s | %s |" % (s, " | ".join(cells)))
+print()
+
+pools = [s for s in servers if s in fills]
+if pools:
+    print("### Pool commits per second during each job (median over rounds)\n")
+    print("A commit is 2 fdatasyncs. Commits come from the timer (--commit-interval), from NBD")
+    print("flushes, from a full metadata cache, and from a write that finds no free data block.\n")
+    print("| job | " + " | ".join(pools) + " |")
+    print("|---|" + "--:|" * len(pools))
+    for job in jobs:
+        cells = []
+        for s in pools:
+            cs = [res[(r, job, s)]["commits"] / runtime
+                  for r in rounds if "commits" in res.get((r, job, s), {})]
+            cells.append("%.1f" % statistics.median(cs) if cs else "—")
+        print("| %s | %s |" % (job, " | ".join(cells)))
     print()
 EOF
 cat "$WORK/tables.md"
