@@ -14,6 +14,10 @@ case "$build_dir" in
   *) build_dir="$root/$build_dir" ;;
 esac
 
-cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "$@"
+# ccache, when this machine has it, makes rebuilds in several checkouts cheap; CI has none.
+launcher=()
+if command -v ccache >/dev/null; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
+
+cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo "${launcher[@]}" "$@"
 # shellcheck disable=SC2086  # TARGETS is a list of words
 ninja -C "$build_dir" ${TARGETS:-}
