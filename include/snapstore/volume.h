@@ -22,6 +22,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "snapstore/status.h"
@@ -74,6 +75,18 @@ class Volume {
                                                    std::uint64_t length) = 0;
   // Advises the backend to bring the range into cache. Default: nothing to do.
   virtual Status cache(std::uint64_t, std::uint64_t) { return Status::ok(); }
+
+  // Change tracking against another volume of the same store (the NBD meta context
+  // "x-snapstore:changed:OTHER"). has_peer: whether `other` names such a volume now.
+  // changed_extents follows the block_status contract (5), each extent flagged 1 where
+  // this volume differs from `other` and 0 where it is the same. Default: no peers.
+  virtual bool has_peer(std::string_view) const { return false; }
+  virtual Result<std::vector<Extent>> changed_extents(std::string_view other,
+                                                      std::uint64_t offset,
+                                                      std::uint64_t length) {
+    (void)offset, (void)length;
+    return not_found("no volume named '" + std::string(other) + "' to compare with");
+  }
 };
 
 using VolumePtr = std::shared_ptr<Volume>;

@@ -80,7 +80,29 @@ struct PoolStats {
   ChunkMapStats copies;
   std::uint64_t commits = 0;
   std::string failure;  // empty unless the pool turned read-only after a failed commit
+  // Background reclaim of deleted volumes (and of trees replaced by a rollback).
+  std::uint64_t reclaim_pending_volumes = 0;  // trees not yet fully released
+  std::uint64_t reclaim_pending_blocks = 0;   // mapped blocks those trees still name (upper bound)
+  std::uint64_t reclaim_released_blocks = 0;  // data block references dropped since open
 };
+
+// Space a volume takes. mapped = exclusive + shared, each a multiple of the block size.
+struct VolumeUsage {
+  std::uint64_t mapped_bytes = 0;     // bytes of the volume backed by a data block
+  std::uint64_t exclusive_bytes = 0;  // space that deleting this volume would give back
+  std::uint64_t shared_bytes = 0;     // mapped bytes whose data other volumes use too
+};
+
+// Per-volume I/O counters since the daemon started (not persisted).
+struct VolumeIoStats {
+  std::uint64_t reads = 0, read_bytes = 0;
+  std::uint64_t writes = 0, write_bytes = 0;
+  std::uint64_t trims = 0, zeroes = 0, flushes = 0;
+  std::uint64_t errors = 0;
+};
+
+// Flag of an extent in a diff: the range differs between the two volumes.
+inline constexpr std::uint32_t extent_changed = 1u << 0;
 
 // Room for metadata beside a fully written origin: a pool file made for an origin of
 // `origin_size` bytes is this big, so that the origin can be filled completely.
@@ -116,6 +138,35 @@ class Pool {
   Result<std::vector<Extent>> block_status(std::uint64_t volume, std::uint64_t offset,
                                            std::uint64_t length);
   Status flush();
+
+  // Volume management. Each call validates its names, changes the pool in one
+  // transaction and commits it before returning, so an acknowledged call survives a
+  // crash. Names are unique among live volumes (validate_volume_name).
+  //
+  // A snapshot is an O(1) clone of the source's mapping tree: it holds exactly the writes
+  // the source acknowledged before the call and none after. Snapshots of snapshots work
+  // the same way; parent names the source (0 once the source is deleted).
+  Result<VolumeRecord> create_snapshot(std::string_view source, std::string_view name,
+                                       bool read_only);
+  Result<VolumeRecord> create_volume(std::string_view name, std::uint64_t size);
+  // Removes the volume at once; its tree is released in the background (reclaim).
+  // Descendants live on.
+  Status delete_volume(std::string_view name);
+  Status rename_volume(std::string_view from, std::string_view to);
+  // The volume's tree becomes a clone of the snapshot's (O(1)); it takes the snapshot's
+  // size; its old tree is reclaimed in the background.
+  Status rollback(std::string_view volume, std::string_view snapshot);
+  // Growing adds holes; shrinking unmaps everything past the new end.
+  Status resize_volume(std::string_view name, std::uint64_t size);
+
+  Result<VolumeUsage> usage(std::uint64_t volume);
+  VolumeIoStats io_stats(std::uint64_t volume) const;
+  // Describes a prefix of [offset, offset + length) of volume a as extents flagged
+  // extent_changed where a differs from b (by mapping; a range past b's end counts as
+  // changed unless a holds a hole there). Derived from the trees: shared subtrees are
+  // skipped without reading them.
+  Result<std::vector<Extent>> diff(std::uint64_t a, std::uint64_t b, std::uint64_t offset,
+                                   std::uint64_t length);
 
   // For the checker and tests.
   TransactionManager& transaction_manager() { return *tm_; }

@@ -14,8 +14,9 @@ std::array<std::byte, volume_record_size> encode_volume_record(const VolumeRecor
   store_le64(v.data() + 40, r.created_ns);
   store_le64(v.data() + 48, r.flags);
   store_le64(v.data() + 56, r.generation);
-  store_le16(v.data() + 64, static_cast<std::uint16_t>(r.name.size()));
-  std::memcpy(v.data() + 66, r.name.data(), std::min(r.name.size(), max_volume_name));
+  store_le64(v.data() + 64, r.mapped_blocks);
+  store_le16(v.data() + 96, static_cast<std::uint16_t>(r.name.size()));
+  std::memcpy(v.data() + 98, r.name.data(), std::min(r.name.size(), max_volume_name));
   return v;
 }
 
@@ -29,11 +30,12 @@ Result<VolumeRecord> decode_volume_record(std::uint64_t id, std::span<const std:
   r.created_ns = load_le64(v.data() + 40);
   r.flags = load_le64(v.data() + 48);
   r.generation = load_le64(v.data() + 56);
-  const std::uint16_t length = load_le16(v.data() + 64);
-  if (length == 0 || length > max_volume_name)
+  r.mapped_blocks = load_le64(v.data() + 64);
+  const std::uint16_t length = load_le16(v.data() + 96);
+  if (length > max_volume_name || (length == 0) != r.deleted())
     return corruption("volume " + std::to_string(id) + " has an invalid name length");
-  r.name.assign(reinterpret_cast<const char*>(v.data() + 66), length);
-  if (!validate_volume_name(r.name))
+  r.name.assign(reinterpret_cast<const char*>(v.data() + 98), length);
+  if (!r.deleted() && !validate_volume_name(r.name))
     return corruption("volume " + std::to_string(id) + " has an invalid name");
   return r;
 }

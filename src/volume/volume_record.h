@@ -6,9 +6,16 @@
 //    24   8  size in bytes
 //    32   8  parent volume id (0: none)
 //    40   8  created (unix nanoseconds)
-//    48   8  flags (bit 0: read-only)
+//    48   8  flags (bit 0: read-only; bit 1: deleted, its tree awaits reclaim)
 //    56   8  generation created
-//    64   2  name length (1..max_volume_name)   66  190  name bytes (no NUL)
+//    64   8  mapped blocks (keys in the mapping tree)
+//    72  24  reserved (zero)
+//    96   2  name length (0 only when deleted, else 1..max_volume_name)
+//    98 128  name bytes (no NUL), then zeroes to the end
+//
+// A deleted volume keeps its record, under no name, until reclaim has released its whole
+// tree; reclaim shrinks that tree in bounded steps, so the record always names what is
+// left and reclaim resumes after a restart.
 //
 // Mapping tree: a b-tree per volume keyed by volume block number (byte offset / data
 // block size) whose 16-byte values are {u64 data block, u64 XXH3-64 of the block}. An
@@ -25,9 +32,10 @@
 namespace snapstore {
 
 inline constexpr std::uint32_t volume_record_size = 256;
-inline constexpr std::size_t max_volume_name = 190;
+inline constexpr std::size_t max_volume_name = 128;
 inline constexpr std::uint32_t mapping_value_size = 16;
 inline constexpr std::uint64_t volume_flag_read_only = 1;
+inline constexpr std::uint64_t volume_flag_deleted = 2;
 
 struct VolumeRecord {
   std::uint64_t id = 0;
@@ -37,9 +45,11 @@ struct VolumeRecord {
   std::uint64_t created_ns = 0;
   std::uint64_t flags = 0;
   std::uint64_t generation = 0;
+  std::uint64_t mapped_blocks = 0;
   BlockPointer mapping;
 
   bool read_only() const { return flags & volume_flag_read_only; }
+  bool deleted() const { return flags & volume_flag_deleted; }
   bool operator==(const VolumeRecord&) const = default;
 };
 
@@ -61,7 +71,7 @@ inline MappingValue decode_mapping(std::span<const std::byte> v) {
   return {load_le64(v.data()), load_le64(v.data() + 8)};
 }
 
-// Names: 1 to 190 bytes of [A-Za-z0-9._-], not starting with '.' or '-', so that every
+// Names: 1 to 128 bytes of [A-Za-z0-9._-], not starting with '.' or '-', so that every
 // name is usable unquoted in an NBD URI and on a command line.
 Status validate_volume_name(std::string_view name);
 
