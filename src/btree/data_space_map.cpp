@@ -44,6 +44,7 @@ void DataSpaceMap::grow(std::uint64_t nr_blocks) {
   const std::uint64_t old_blocks = nr_blocks_;
   nr_blocks_ = nr_blocks;
   pages_.resize((nr_blocks + per_page - 1) / per_page, PageEntry{{no_page, 0, 0}, 0});
+  freed_bits_.resize(nr_blocks, false);
   free_total_ += nr_blocks - old_blocks;
   // The last old page may have grown; new pages start all free.
   for (std::uint64_t p = old_pages ? old_pages - 1 : 0; p < pages_.size(); ++p) {
@@ -76,7 +77,7 @@ Status DataSpaceMap::load() {
 }
 
 std::uint64_t DataSpaceMap::nr_free() const {
-  return free_total_ - std::min<std::uint64_t>(free_total_, freed_this_transaction_.size());
+  return free_total_ - std::min<std::uint64_t>(free_total_, freed_list_.size());
 }
 
 Result<std::uint32_t> DataSpaceMap::count(std::uint64_t block) {
@@ -124,7 +125,10 @@ Status DataSpaceMap::adjust(std::uint64_t block, int delta) {
   if (after == 0) {
     ++pages_[p].free;
     ++free_total_;
-    freed_this_transaction_.insert(block);
+    if (!freed_bits_[block]) {
+      freed_bits_[block] = true;
+      freed_list_.push_back(block);
+    }
   }
   return Status::ok();
 }
@@ -150,7 +154,7 @@ Result<std::vector<std::uint64_t>> DataSpaceMap::allocate(std::size_t want) {
     for (std::uint64_t i = start; i < blocks_in_page(p) && out.size() < want; ++i) {
       const std::uint64_t b = p * per_page + i;
       if (current && load_le32(current->bytes + metadata_header_size + i * 4) != 0) continue;
-      if (!freed_this_transaction_.empty() && freed_this_transaction_.count(b)) continue;
+      if (freed_bits_[b]) continue;
       out.push_back(b);
     }
     if (out.size() == before) continue;
@@ -203,7 +207,8 @@ Result<BlockPointer> DataSpaceMap::seal() {
 // out first, so overwrites land on blocks the backing file already holds instead of
 // growing into holes (which costs the host file system an allocation each time).
 void DataSpaceMap::end_transaction() {
-  freed_this_transaction_.clear();
+  for (std::uint64_t b : freed_list_) freed_bits_[b] = false;
+  freed_list_.clear();
   cursor_ = 0;
 }
 

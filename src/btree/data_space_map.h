@@ -70,7 +70,11 @@ class DataSpaceMap {
   std::uint64_t nr_blocks_;
   std::vector<PageEntry> pages_;
   std::unordered_set<std::uint64_t> dirty_entries_;
-  std::unordered_set<std::uint64_t> freed_this_transaction_;
+  // Blocks whose count dropped to zero in the open transaction: a bit per block for the
+  // allocator's test and a list to clear them at commit (cost per freed block, not per
+  // block of the pool: this runs at every commit).
+  std::vector<bool> freed_bits_;
+  std::vector<std::uint64_t> freed_list_;
   std::uint64_t free_total_ = 0;
   std::uint64_t cursor_ = 0;
 };
