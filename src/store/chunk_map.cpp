@@ -48,6 +48,11 @@ std::vector<Chunk> ChunkMap::chunks() const {
   return chunks_;
 }
 
+std::size_t ChunkMap::chunk_count() const {
+  std::shared_lock lock(mutex_);
+  return chunks_.size();
+}
+
 ChunkMapStats ChunkMap::stats() const {
   return {checksum_failures_.load(), repairs_.load(), unrecoverable_.load()};
 }

@@ -45,6 +45,8 @@ class ChunkMap {
   std::uint64_t chunk_size() const { return chunk_size_; }
   std::uint64_t space_bytes(space s) const;
   std::vector<Chunk> chunks() const;
+  // Chunks only ever get added (invariant 1): an unchanged count means an unchanged map.
+  std::size_t chunk_count() const;
   std::size_t device_count() const { return devices_.size(); }
   const BlockDevicePtr& device(std::size_t i) const { return devices_[i]; }
   ChunkMapStats stats() const;
