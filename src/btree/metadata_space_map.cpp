@@ -1,6 +1,8 @@
 // In-memory metadata reference counts and their fixed-point commit. See the header.
 #include "btree/metadata_space_map.h"
 
+#include <bit>
+
 namespace snapstore {
 
 namespace {
@@ -24,6 +26,8 @@ void MetadataSpaceMap::grow(std::uint64_t nr_blocks) {
   if (nr_blocks <= old) return;
   counts_.resize(nr_blocks, 0);
   freed_.resize(nr_blocks, false);
+  avail_.resize((nr_blocks + 63) / 64, 0);
+  for (std::uint64_t b = old; b < nr_blocks; ++b) update_avail(b);
   nr_free_ += nr_blocks - old;
   page_location_.resize(page_count(), {no_block, 0});
   index_location_.resize(index_page_count(), {no_block, 0});
@@ -33,21 +37,37 @@ void MetadataSpaceMap::grow(std::uint64_t nr_blocks) {
 
 void MetadataSpaceMap::set_count(std::uint64_t block, std::uint32_t value) {
   counts_[block] = value;
+  update_avail(block);
   touch(block);
 }
 
+void MetadataSpaceMap::update_avail(std::uint64_t block) {
+  const std::uint64_t bit = std::uint64_t{1} << (block % 64);
+  if (counts_[block] == 0 && !freed_[block])
+    avail_[block / 64] |= bit;
+  else
+    avail_[block / 64] &= ~bit;
+}
+
+// The first allocatable block at or after the cursor (wrapping), a word of the bitmap at
+// a time.
 Result<std::uint64_t> MetadataSpaceMap::allocate(bool use_reserve) {
   if (nr_free_ == 0 || (!use_reserve && nr_free_ <= reserve_))
     return no_space("metadata space is full");
   const std::uint64_t n = counts_.size();
-  for (std::uint64_t i = 0; i < n; ++i) {
-    std::uint64_t b = (cursor_ + i) % n;
-    if (counts_[b] == 0 && !freed_[b]) {
-      set_count(b, 1);
-      --nr_free_;
-      cursor_ = b + 1;
-      return b;
-    }
+  const std::uint64_t words = avail_.size();
+  const std::uint64_t start = cursor_ < n ? cursor_ : 0;
+  for (std::uint64_t k = 0; k <= words; ++k) {
+    const std::uint64_t w = (start / 64 + k) % words;
+    std::uint64_t bits = avail_[w];
+    if (k == 0) bits &= ~std::uint64_t{0} << (start % 64);  // below the cursor: the last pass
+    if (bits == 0) continue;
+    const std::uint64_t b = w * 64 + static_cast<std::uint64_t>(std::countr_zero(bits));
+    if (b >= n) continue;
+    set_count(b, 1);
+    --nr_free_;
+    cursor_ = b + 1;
+    return b;
   }
   return no_space("metadata space is full");
 }
@@ -63,6 +83,7 @@ std::uint32_t MetadataSpaceMap::dec(std::uint64_t block) {
   if (counts_[block] == 0) {
     freed_[block] = true;
     freed_list_.push_back(block);
+    update_avail(block);
   }
   return counts_[block];
 }
@@ -70,6 +91,7 @@ std::uint32_t MetadataSpaceMap::dec(std::uint64_t block) {
 void MetadataSpaceMap::end_transaction() {
   for (std::uint64_t b : freed_list_) {
     freed_[b] = false;
+    update_avail(b);
     if (counts_[b] == 0) ++nr_free_;
   }
   freed_list_.clear();
@@ -108,6 +130,7 @@ Result<MetadataSpaceMap> MetadataSpaceMap::load(BlockManager& blocks,
         const std::uint64_t b = p * counts_per_refcount_page + k;
         if (b >= nr_blocks) break;
         sm.counts_[b] = load_le32((*rc)->bytes + metadata_header_size + k * 4);
+        sm.update_avail(b);
         if (sm.counts_[b] == 0) ++sm.nr_free_;
       }
     }

@@ -60,11 +60,14 @@ class MetadataSpaceMap {
  private:
   void touch(std::uint64_t block) { dirty_pages_.insert(block / counts_per_refcount_page); }
   void set_count(std::uint64_t block, std::uint32_t value);
+  // Keeps block's bit in avail_ equal to "count 0 and not freed in this transaction".
+  void update_avail(std::uint64_t block);
   std::uint64_t page_count() const;
   std::uint64_t index_page_count() const;
 
   std::vector<std::uint32_t> counts_;
   std::vector<bool> freed_;
+  std::vector<std::uint64_t> avail_;  // a bit per block: allocatable now (64 per word)
   std::vector<std::uint64_t> freed_list_;
   std::uint64_t nr_free_ = 0;
   std::uint64_t cursor_ = 0;
