@@ -87,13 +87,24 @@ void BlockManager::evict_if_needed() {
 }
 
 MutableBlockRef BlockManager::create(std::uint64_t number) {
-  auto block = take_block(number, /*zero=*/true);
+  MutableBlockRef block;
+  {
+    // A freed block's old contents may still be cached under its number: that object
+    // is recycled here (when nobody else holds it) rather than freed and allocated anew.
+    std::lock_guard lock(mutex_);
+    if (auto c = clean_.find(number); c != clean_.end()) {
+      MutableBlockRef old = std::move(*c->second);
+      lru_.erase(c->second);
+      clean_.erase(c);
+      if (old.use_count() == 1) block = std::move(old);
+    }
+  }
+  if (block)
+    std::memset(block->bytes, 0, metadata_block_size);
+  else
+    block = take_block(number, /*zero=*/true);
   block->dirty = true;
   std::lock_guard lock(mutex_);
-  if (auto c = clean_.find(number); c != clean_.end()) {
-    lru_.erase(c->second);
-    clean_.erase(c);
-  }
   dirty_[number] = block;
   evict_if_needed();
   return block;
