@@ -241,6 +241,9 @@ class Pool {
   Status failure_;
   std::array<std::mutex, 64> region_locks_;
   std::vector<std::byte> superblock_buffer_;  // commit's encoding buffer (commit_mutex_)
+  // What this process last wrote to each device's slots (device * 2 + slot); empty until
+  // the first write. A commit writes only the pages that differ.
+  std::vector<std::vector<std::byte>> slot_images_;
 
   std::mutex timer_mutex_;
   std::condition_variable timer_cv_;

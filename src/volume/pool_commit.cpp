@@ -1,6 +1,8 @@
 // Commit: the two-phase write of a transaction, and group commit. See pool.h, invariant 3.
 #include <spdlog/spdlog.h>
 
+#include <cstring>
+
 #include "volume/pool.h"
 
 namespace snapstore {
@@ -44,8 +46,11 @@ Status Pool::flush() {
 
 // Writes slot gen % 2 on every device. superblock_ takes the new roots here (a failure
 // after this point turns the pool read-only, so nothing reads them before they are
-// durable). Only the used prefix of a slot is written (superblock.h, invariant 4), from a
-// buffer kept between commits.
+// durable). Only the used prefix of a slot can be non-zero (superblock.h, invariant 4),
+// and of that only the 4 KiB pages that differ from what this process last wrote to the
+// same slot are written: usually the first page alone (generation, roots, checksum). The
+// pages left alone hold exactly those bytes already, durable since the commit that wrote
+// them, so the slot on disk is the new encoding whether or not the write is torn.
 Status Pool::write_superblocks(std::uint64_t gen, const BlockPointer& volume_table,
                                const BlockPointer& data_sm_index,
                                std::vector<SmIndexPointer> metadata_sm_index) {
@@ -61,6 +66,9 @@ Status Pool::write_superblocks(std::uint64_t gen, const BlockPointer& volume_tab
   const Uuid saved_uuid = sb.device_uuid;
   const std::uint64_t saved_size = sb.device_size;
   superblock_buffer_.resize(superblock_size);
+  slot_images_.resize(devices_.size() * 2);
+  const std::size_t used = superblock_used_bytes(sb);
+  constexpr std::size_t page = 4096;
   Status st = Status::ok();
   for (std::uint32_t d = 0; st && d < devices_.size(); ++d) {
     sb.slot = slot;
@@ -68,9 +76,24 @@ Status Pool::write_superblocks(std::uint64_t gen, const BlockPointer& volume_tab
     sb.device_uuid = sb.devices[d].uuid;
     sb.device_size = devices_[d]->size();
     st = encode_superblock_into(sb, superblock_buffer_);
-    if (st)
-      st = devices_[d]->write(superblock_slot_offset[slot],
-                              std::span(superblock_buffer_).first(superblock_used_bytes(sb)));
+    std::vector<std::byte>& image = slot_images_[d * 2 + slot];  // empty: not known
+    for (std::size_t from = 0; st && from < used;) {
+      auto differs = [&](std::size_t at) {
+        return image.empty() ||
+               std::memcmp(image.data() + at, superblock_buffer_.data() + at, page) != 0;
+      };
+      if (!differs(from)) {
+        from += page;
+        continue;
+      }
+      std::size_t to = from + page;
+      while (to < used && differs(to)) to += page;
+      st = devices_[d]->write(superblock_slot_offset[slot] + from,
+                              std::span(superblock_buffer_).subspan(from, to - from));
+      from = to;
+    }
+    if (st) std::swap(image, superblock_buffer_);
+    superblock_buffer_.resize(superblock_size);
   }
   sb.slot = saved_slot;
   sb.device_index = saved_index;
