@@ -22,6 +22,7 @@ namespace snapstore {
 namespace {
 
 constexpr std::uint64_t sector_size = 512;
+constexpr std::size_t early_writeback_bytes = 256 << 10;
 
 // Owns a descriptor until release(); closes it on every early return.
 class unique_fd {
@@ -279,6 +280,12 @@ Status FileDevice::write(std::uint64_t offset, std::span<const std::byte> data) 
     if (n == 0) return io_error("write " + at(path_, offset + done) + ": no progress");
     done += static_cast<std::size_t>(n);
   }
+  // Large writes start their writeback now (asynchronously; this is advice, so errors are
+  // ignored): otherwise a second's worth of sequential writes waits for the next commit's
+  // flush, which then takes hundreds of milliseconds while the commit holds the pool.
+  if (data.size() >= early_writeback_bytes)
+    (void)::sync_file_range(fd_, static_cast<off_t>(offset), static_cast<off_t>(data.size()),
+                            SYNC_FILE_RANGE_WRITE);
   return Status::ok();
 }
 
