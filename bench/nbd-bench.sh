@@ -35,7 +35,13 @@
 #   BENCH_SNAPSTORED_ARGS=  extra arguments for every snapstored server (e.g. "--threads 2")
 #   BENCH_POOL_ARGS=        extra arguments for pool servers only (e.g. "--cache-size 4M")
 #   BENCH_POOL_FORMAT_ARGS= extra arguments for `snapstored format` (e.g. "--block-size 16K")
-#   BENCH_POOL_SPARE=4G     extra pool space for the -spare servers (the file is sparse).
+#   BENCH_POOL_PREALLOC=1   1: every pool file is written full of zeroes before `snapstored
+#                           format` (which then keeps its size), so that, like nbdkit-file's
+#                           image (a copy made with --sparse=never), every block of it is
+#                           allocated in the host file system and a write never has to
+#                           allocate there. 0: the sparse file `format --size` creates.
+#   BENCH_POOL_SPARE=4G     extra pool space for the -spare servers (the file is sparse
+#                           unless BENCH_POOL_PREALLOC=1).
 #                           Blocks freed by overwrites are reusable only after a commit;
 #                           1 MiB writes reach ~1.8 GB/s here and commits can be ~1.5 s
 #                           apart, so the spare room should be a few GB
@@ -104,6 +110,8 @@ for s in "${SERVERS[@]}"; do
 done
 [[ $(printf '%s\n' "${SERVERS[@]}" | sort | uniq -d) == "" ]] || die "a server is listed twice"
 SPARE_BYTES=$(numfmt --from=iec "${BENCH_POOL_SPARE:-4G}" 2>/dev/null) || die "bad BENCH_POOL_SPARE"
+PREALLOC=${BENCH_POOL_PREALLOC:-1}
+[[ $PREALLOC == 0 || $PREALLOC == 1 ]] || die "BENCH_POOL_PREALLOC must be 0 or 1"
 (( ${#JOBS[@]} > 0 && ${#SERVERS[@]} > 0 )) || die "nothing to run"
 
 need() { command -v "$1" >/dev/null || die "$1 is not installed ($2)"; }
@@ -201,6 +209,10 @@ peak_rss_kb() {  # VmHWM of the server (kB); reset by reset_peak_rss
   awk '$1 == "VmHWM:" { print $2 }' "/proc/${PID[$1]}/status" 2>/dev/null || true
 }
 
+anon_rss_kb() {  # RssAnon of the server (kB) now: its own memory, not mapped pool file pages
+  awk '$1 == "RssAnon:" { print $2 }' "/proc/${PID[$1]}/status" 2>/dev/null || true
+}
+
 reset_peak_rss() {  # "5" resets the peak RSS to the current RSS (Linux >= 4.0)
   echo 5 >"/proc/${PID[$1]}/clear_refs" 2>/dev/null || log "cannot reset VmHWM of $1"
 }
@@ -268,7 +280,7 @@ start_server() {
 # ---- data ----
 log "work dir $WORK; $SIZE of random data; ${RUNTIME}s per job; ${ROUNDS} round(s)"
 log "jobs: ${JOBS[*]}"
-log "servers: ${SERVERS[*]}${SNAPSTORED:+ (snapstored = $SNAPSTORED ${SNAP_EXTRA[*]})}"
+log "servers: ${SERVERS[*]}${SNAPSTORED:+ (snapstored = $SNAPSTORED ${SNAP_EXTRA[*]})}; pool files preallocated: $PREALLOC"
 head -c "$BYTES" /dev/urandom >"$WORK/base.img"
 POOLS=$WORK/pools.tsv
 printf 'server\tblock_size\tfill_seconds\tmetadata_used_blocks\tdata_used_blocks\tunused_bytes\n' >"$POOLS"
@@ -277,9 +289,17 @@ for s in "${SERVERS[@]}"; do
     snapstored|nbdkit-file) cp --reflink=never --sparse=never "$WORK/base.img" "$WORK/$s.img" ;;
     snapstored-pool*)
       [[ $s =~ $POOL_VARIANT_RE ]]
-      fmt=(--size "$BYTES")
-      [[ -n ${BASH_REMATCH[1]} ]] && fmt=(--size $(( BYTES + SPARE_BYTES )) --origin-size "$BYTES")
+      total=$BYTES
+      [[ -n ${BASH_REMATCH[1]} ]] && total=$(( BYTES + SPARE_BYTES ))
+      fmt=(--size "$total" --origin-size "$BYTES")
       [[ -n ${BASH_REMATCH[3]} ]] && fmt+=(--block-size "${BASH_REMATCH[3]^^}")
+      if [[ $PREALLOC == 1 ]]; then
+        # The size `format --size TOTAL` gives a new file (pool_file_size_for in pool.h).
+        mib=$(( (total + total / 8 + (32 << 20) + (1 << 20) - 1) >> 20 ))
+        dd if=/dev/zero of="$WORK/$s.pool" bs=1M count="$mib" status=none ||
+          die "cannot preallocate $s.pool"
+        fmt=(--origin-size "$BYTES" "${fmt[@]:4}")
+      fi
       "$SNAPSTORED" format "$WORK/$s.pool" "${fmt[@]}" "${POOL_FORMAT_EXTRA[@]}" \
         >"$WORK/$s.format.log" 2>&1 || { cat "$WORK/$s.format.log" >&2; die "format $s failed"; }
       log "$s: $(head -n1 "$WORK/$s.format.log")"
@@ -307,7 +327,7 @@ for s in "${SERVERS[@]}"; do reset_peak_rss "$s"; done
 # ---- runs ----
 mkdir -p "$WORK/fio"
 RESULTS=$WORK/results.tsv
-printf 'round\tjob\tserver\tstatus\tiops\tmib_s\trequests\tcpu_ticks\tctx_switches\tpeak_rss_kb\tcache_hits\tcache_misses\tmetadata_used_blocks\tdata_used_blocks\tcommits\n' >"$RESULTS"
+printf 'round\tjob\tserver\tstatus\tiops\tmib_s\trequests\tcpu_ticks\tctx_switches\tpeak_rss_kb\tcache_hits\tcache_misses\tmetadata_used_blocks\tdata_used_blocks\tcommits\tanon_rss_kb\n' >"$RESULTS"
 FIO_TIMEOUT=$(( RUNTIME + 60 ))
 
 run_one() {  # round job server
@@ -356,7 +376,8 @@ run_one() {  # round job server
     [[ $h0 =~ ^[0-9]+$ && $hits =~ ^[0-9]+$ ]] && hits=$(( hits - h0 )) misses=$(( misses - m0 ))
     [[ $c0 =~ ^[0-9]+$ && $commits =~ ^[0-9]+$ ]] && commits=$(( commits - c0 ))
   fi
-  extra=$(printf '%s\t%s\t%s\t%s\t%s\t%s' "$(peak_rss_kb "$server")" "$hits" "$misses" "$mu" "$du" "$commits")
+  extra=$(printf '%s\t%s\t%s\t%s\t%s\t%s\t%s' "$(peak_rss_kb "$server")" "$hits" "$misses" "$mu" "$du" \
+    "$commits" "$(anon_rss_kb "$server")")
   if (( rc != 0 )); then
     log "fio failed on $server/$job (exit $rc)"; tail -n 5 "$out.stdout" >&2 || true
     printf '%s\t%s\t%s\tfio-exit-%s\t\t\t\t\t\n' "$round" "$job" "$server" "$rc" >>"$RESULTS"
@@ -411,6 +432,8 @@ for r in rows:
                         sw=int(sw) / reqs if sw and reqs else None)
         if r.get("peak_rss_kb"):
             res[key]["rss"] = int(r["peak_rss_kb"])
+        if r.get("anon_rss_kb"):
+            res[key]["anon"] = int(r["anon_rss_kb"])
         for k in ("cache_hits", "cache_misses", "metadata_used_blocks", "commits"):
             if r.get(k):
                 res[key][k] = int(r[k])
@@ -474,16 +497,20 @@ if len(rounds) > 1:
 fills = {r["server"]: r for r in csv.DictReader(open(pools_path), delimiter="\t")}
 gib = size_bytes / 2**30
 print("### Server memory and pool metadata\n")
-print("Peak RSS: the largest VmHWM after any job (reset after the fill). Metadata: blocks in")
+print("Peak RSS: the largest VmHWM after any job (reset after the fill); for snapstored it")
+print("includes the pages of the pool file it has read through its mapping (page cache, shared")
+print("with the kernel), so the anonymous RSS (RssAnon, largest value seen after a job) is given")
+print("too. Metadata: blocks in")
 print("use x 4096 per GiB of volume (one copy; `dup` stores two), right after the fill and after")
 print("the last job. Cache: hits and misses summed over every job of every round.\n")
-print("| server | peak RSS MiB | data block | fill MiB/s | unused after fill (free data + unallocated) | metadata after fill, KiB/GiB | metadata after jobs, KiB/GiB | cache hits | cache misses |")
-print("|---|--:|--:|--:|--:|--:|--:|--:|--:|")
+print("| server | peak RSS MiB | anon RSS MiB | data block | fill MiB/s | unused after fill (free data + unallocated) | metadata after fill, KiB/GiB | metadata after jobs, KiB/GiB | cache hits | cache misses |")
+print("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 for s in servers:
     vals = [v for (r, j, sv), v in res.items() if sv == s]
     rss = [v["rss"] for v in vals if "rss" in v]
+    anon = [v["anon"] for v in vals if "anon" in v]
     f = fills.get(s)
-    cells = ["%.1f" % (max(rss) / 1024) if rss else "—"]
+    cells = ["%.1f" % (max(rss) / 1024) if rss else "—", "%.1f" % (max(anon) / 1024) if anon else "—"]
     if f and f.get("metadata_used_blocks"):
         last = None
         for rnd in rounds:
