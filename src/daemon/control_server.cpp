@@ -12,8 +12,6 @@ namespace snapstore {
 namespace asio = boost::asio;
 using json = nlohmann::json;
 
-namespace {
-
 std::string error_code_name(errc code) {
   switch (code) {
     case errc::not_found: return "not_found";
@@ -28,19 +26,23 @@ std::string error_code_name(errc code) {
   }
 }
 
+namespace {
+
 std::string error_reply(const std::string& code, const std::string& message) {
   return json{{"version", control_protocol_version},
               {"ok", false},
               {"error", {{"code", code}, {"message", message}}}}
-      .dump();
+      .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 }  // namespace
 
-ControlServer::ControlServer(asio::io_context& io, std::size_t max_request_bytes)
-    : io_(io), max_request_bytes_(max_request_bytes) {}
+ControlServer::ControlServer(asio::io_context& io, ControlServerOptions options)
+    : io_(io), options_(options) {}
 
 ControlServer::~ControlServer() {
+  worker_.stop();
+  worker_.join();
   if (!path_.empty()) ::unlink(path_.c_str());
 }
 
@@ -70,10 +72,11 @@ std::string ControlServer::handle_line(std::string_view line) const {
   try {
     Result<json> result = it->second(args);
     if (!result) return error_reply(error_code_name(result.status().code()), result.status().message());
-    return json{{"version", control_protocol_version}, {"ok", true}, {"result", *result}}.dump();
+    return json{{"version", control_protocol_version}, {"ok", true}, {"result", *result}}.dump(
+        -1, ' ', false, json::error_handler_t::replace);
   } catch (const json::exception& e) {  // a handler read an argument of the wrong type
     return error_reply("invalid_argument", e.what());
-  } catch (const std::exception& e) {  // nothing a handler throws may reach the io thread
+  } catch (const std::exception& e) {  // nothing a handler throws may reach a thread's top
     return error_reply("internal_error", e.what());
   }
 }
@@ -106,34 +109,57 @@ asio::awaitable<void> ControlServer::accept_loop() {
     auto socket = co_await acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
     if (ec) continue;
-    asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
+    auto shared = std::make_shared<asio::local::stream_protocol::socket>(std::move(socket));
+    std::erase_if(clients_, [](auto& w) { return w.expired(); });
+    if (clients_.size() >= options_.max_clients) {
+      // Told why, then closed; the write is small enough never to block.
+      std::string reply = error_reply("busy", "too many control clients (at most " +
+                                                  std::to_string(options_.max_clients) + ")") +
+                          '\n';
+      asio::write(*shared, asio::buffer(reply), ec);
+      shared->close(ec);
+      continue;
+    }
+    clients_.push_back(shared);
+    asio::co_spawn(io_, serve(std::move(shared)), asio::detached);
   }
 }
 
-asio::awaitable<void> ControlServer::serve(asio::local::stream_protocol::socket socket) {
-  auto shared = std::make_shared<asio::local::stream_protocol::socket>(std::move(socket));
-  std::erase_if(clients_, [](auto& w) { return w.expired(); });
-  clients_.push_back(shared);
+// Parses and runs one line on the worker thread; resumes on the io thread with the reply.
+asio::awaitable<std::string> ControlServer::run_on_worker(std::string line) {
+  co_return co_await asio::co_spawn(
+      worker_.get_executor(),
+      [this, line = std::move(line)]() -> asio::awaitable<std::string> {
+        co_return handle_line(line);
+      },
+      asio::use_awaitable);
+}
+
+asio::awaitable<void> ControlServer::serve(socket_ptr socket) {
   std::string buffer;
   for (;;) {
     boost::system::error_code ec;
     std::size_t n = co_await asio::async_read_until(
-        *shared, asio::dynamic_buffer(buffer, max_request_bytes_ + 1), '\n',
+        *socket, asio::dynamic_buffer(buffer, options_.max_request_bytes + 1), '\n',
         asio::redirect_error(asio::use_awaitable, ec));
     std::string reply;
     bool close_after = false;
     if (ec == asio::error::not_found) {  // the line outgrew the limit
-      reply = error_reply("request_too_large", "request longer than " +
-                                                   std::to_string(max_request_bytes_) + " bytes");
+      reply = error_reply("request_too_large",
+                          "request longer than " + std::to_string(options_.max_request_bytes) +
+                              " bytes");
       close_after = true;
     } else if (ec) {
       co_return;
     } else {
-      reply = handle_line(std::string_view(buffer).substr(0, n - 1));
+      std::string line = buffer.substr(0, n - 1);
       buffer.erase(0, n);
+      if (!line.empty() && line.back() == '\r') line.pop_back();  // tolerate CRLF clients
+      reply = co_await run_on_worker(std::move(line));
     }
     reply += '\n';
-    co_await asio::async_write(*shared, asio::buffer(reply), asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_write(*socket, asio::buffer(reply),
+                               asio::redirect_error(asio::use_awaitable, ec));
     if (ec || close_after) co_return;
   }
 }
