@@ -50,7 +50,9 @@ void ControlServer::add_command(std::string name, Handler handler) {
   commands_[std::move(name)] = std::move(handler);
 }
 
-std::string ControlServer::handle_line(std::string_view line) const {
+// Checks the request's framing fields and finds its handler; an error reply otherwise.
+std::variant<ControlServer::Call, std::string> ControlServer::parse_request(
+    std::string_view line) const {
   json request = json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (request.is_discarded() || !request.is_object())
     return error_reply("bad_request", "request is not a JSON object");
@@ -69,8 +71,12 @@ std::string ControlServer::handle_line(std::string_view line) const {
     return error_reply("unknown_command", "unknown command '" + command->get<std::string>() + "'");
   json args = request.value("args", json::object());
   if (!args.is_object()) return error_reply("bad_request", "\"args\" must be an object");
+  return Call{&it->second, std::move(args)};
+}
+
+std::string ControlServer::run(const Call& call) {
   try {
-    Result<json> result = it->second(args);
+    Result<json> result = (*call.handler)(call.args);
     if (!result) return error_reply(error_code_name(result.status().code()), result.status().message());
     return json{{"version", control_protocol_version}, {"ok", true}, {"result", *result}}.dump(
         -1, ' ', false, json::error_handler_t::replace);
@@ -79,6 +85,12 @@ std::string ControlServer::handle_line(std::string_view line) const {
   } catch (const std::exception& e) {  // nothing a handler throws may reach a thread's top
     return error_reply("internal_error", e.what());
   }
+}
+
+std::string ControlServer::handle_line(std::string_view line) const {
+  auto parsed = parse_request(line);
+  if (auto* reply = std::get_if<std::string>(&parsed)) return *reply;
+  return run(std::get<Call>(parsed));
 }
 
 Status ControlServer::listen(const std::filesystem::path& path, unsigned mode, int gid) {
@@ -125,13 +137,11 @@ asio::awaitable<void> ControlServer::accept_loop() {
   }
 }
 
-// Parses and runs one line on the worker thread; resumes on the io thread with the reply.
-asio::awaitable<std::string> ControlServer::run_on_worker(std::string line) {
+// Runs the handler on the worker thread; resumes on the io thread with the reply.
+asio::awaitable<std::string> ControlServer::run_on_worker(Call call) {
   co_return co_await asio::co_spawn(
       worker_.get_executor(),
-      [this, line = std::move(line)]() -> asio::awaitable<std::string> {
-        co_return handle_line(line);
-      },
+      [call = std::move(call)]() -> asio::awaitable<std::string> { co_return run(call); },
       asio::use_awaitable);
 }
 
@@ -155,7 +165,11 @@ asio::awaitable<void> ControlServer::serve(socket_ptr socket) {
       std::string line = buffer.substr(0, n - 1);
       buffer.erase(0, n);
       if (!line.empty() && line.back() == '\r') line.pop_back();  // tolerate CRLF clients
-      reply = co_await run_on_worker(std::move(line));
+      auto parsed = parse_request(line);  // here: a bad request never waits for a handler
+      if (auto* error = std::get_if<std::string>(&parsed))
+        reply = std::move(*error);
+      else
+        reply = co_await run_on_worker(std::move(std::get<Call>(parsed)));
     }
     reply += '\n';
     co_await asio::async_write(*socket, asio::buffer(reply),

@@ -5,11 +5,11 @@
 //   {"version": 1, "ok": true, "result": {...}}
 //   {"version": 1, "ok": false, "error": {"code": "...", "message": "..."}}
 //
-// Threads: sockets are served on the io thread (the one that also runs NBD handshakes);
-// every request line is handed to one dedicated control worker thread, which parses it and
-// runs its handler, and the reply is written back on the io side. So a handler may block
-// (commit, wait for NBD clients to disconnect) without stalling the io thread, and
-// handlers never run at the same time.
+// Threads: sockets are served on the io thread (the one that also runs NBD handshakes),
+// which also checks each request's framing (JSON, version, command, args); the handler of
+// a well-formed request runs on one dedicated control worker thread, and its reply is
+// written back on the io side. So a handler may block (commit, wait for NBD clients to
+// disconnect) without stalling the io thread, and handlers never run at the same time.
 //
 // Invariants:
 //  1. A request line longer than max_request_bytes, malformed JSON, a missing or
@@ -31,6 +31,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <variant>
 
 #include "daemon/control_protocol.h"
 #include "snapstore/status.h"
@@ -62,10 +63,19 @@ class ControlServer {
 
  private:
   using socket_ptr = std::shared_ptr<boost::asio::local::stream_protocol::socket>;
+  struct Call {
+    const Handler* handler;
+    nlohmann::json args;
+  };
+
+  // A request's framing is checked on the io thread (a bad request never waits behind a
+  // slow handler); only the handler runs on the worker.
+  std::variant<Call, std::string> parse_request(std::string_view line) const;
+  static std::string run(const Call& call);
 
   boost::asio::awaitable<void> accept_loop();
   boost::asio::awaitable<void> serve(socket_ptr socket);
-  boost::asio::awaitable<std::string> run_on_worker(std::string line);
+  boost::asio::awaitable<std::string> run_on_worker(Call call);
 
   boost::asio::io_context& io_;
   ControlServerOptions options_;
