@@ -340,3 +340,95 @@ TEST(BTree, CheckerPassesAfterEveryStep) {
 
 }  // namespace
 }  // namespace snapstore
+
+namespace snapstore {
+namespace {
+
+// Clones diverge by random changes; diff must report exactly the keys whose values
+// differ in the models, and releasing trees in small bounded steps (committing between
+// steps) must keep every other tree intact and every count exact.
+TEST(BTree, DiffAndStepwiseReleaseAgainstModels) {
+  MetadataStack s;
+  std::mt19937_64 rng(29);
+  std::vector<BlockPointer> roots{*s.tree().create()};
+  std::vector<std::map<std::uint64_t, std::uint64_t>> models(1);
+  std::uint64_t next_id = 1;
+  auto set_value = [&](std::size_t t, std::uint64_t key) {
+    std::array<std::byte, value_size> old{};
+    bool replaced = false;
+    const std::uint64_t id = next_id++;
+    s.value_refs()[id] += 1;
+    roots[t] = *s.tree().insert(roots[t], key, make_value(id), old, &replaced);
+    if (replaced) --s.value_refs()[value_id(old)];
+    models[t][key] = id;
+  };
+  auto commit_all = [&] {
+    std::vector<BlockPointer*> ptrs;
+    for (auto& r : roots) ptrs.push_back(&r);
+    s.commit(ptrs);
+  };
+  for (int i = 0; i < 3000; ++i) set_value(0, rng() % 20000);
+  for (int round = 0; round < 8; ++round) {
+    const std::size_t src = rng() % roots.size();
+    s.tree().clone(roots[src]);
+    roots.push_back(roots[src]);
+    models.push_back(models[src]);
+    const int changes = round % 2 == 0 ? 5 : 300;
+    for (int i = 0; i < changes; ++i) {
+      const std::size_t t = rng() % roots.size();
+      const std::uint64_t key = rng() % 20000;
+      if (rng() % 5 == 0) {
+        std::array<std::byte, value_size> old{};
+        bool removed = false;
+        roots[t] = *s.tree().remove(roots[t], key, old, &removed);
+        if (removed) --s.value_refs()[value_id(old)];
+        models[t].erase(key);
+      } else {
+        set_value(t, key);
+      }
+    }
+    commit_all();
+  }
+  for (std::size_t a = 0; a < roots.size(); ++a)
+    for (std::size_t b = 0; b < roots.size(); ++b) {
+      const std::uint64_t lo = rng() % 5000, hi = lo + rng() % 20000;
+      std::vector<std::uint64_t> want, got;
+      for (std::uint64_t k = lo; k < hi; ++k) {
+        auto ia = models[a].find(k), ib = models[b].find(k);
+        const bool in_a = ia != models[a].end(), in_b = ib != models[b].end();
+        if (in_a != in_b || (in_a && ia->second != ib->second)) want.push_back(k);
+      }
+      ASSERT_TRUE(s.tree().diff(roots[a], roots[b], lo, hi, [&](std::uint64_t k) {
+        got.push_back(k);
+        return true;
+      }));
+      ASSERT_EQ(got, want) << "trees " << a << " and " << b;
+    }
+  // Release every tree but the last in small steps, committing in between.
+  while (roots.size() > 1) {
+    const std::size_t victim = rng() % (roots.size() - 1);
+    std::optional<BlockPointer> left = roots[victim];
+    while (left) {
+      std::uint64_t budget = 1 + rng() % 64, released = 0;
+      auto r = s.tree().release_some(*left, budget, released);
+      ASSERT_TRUE(r) << r.status().to_string();
+      left = *r;
+      if (left) roots[victim] = *left;
+      else roots.erase(roots.begin() + static_cast<long>(victim));
+      if (rng() % 4 == 0 || !left) {
+        commit_all();  // seals the roots: go on from the sealed pointer
+        s.check(roots);
+        if (left) left = roots[victim];
+      }
+    }
+    models.erase(models.begin() + static_cast<long>(victim));
+    for (std::size_t t = 0; t < roots.size(); ++t) expect_matches(s.tree(), roots[t], models[t]);
+  }
+  ASSERT_TRUE(s.tree().release(roots[0]));
+  roots.clear();
+  commit_all();
+  s.check(roots);
+}
+
+}  // namespace
+}  // namespace snapstore
