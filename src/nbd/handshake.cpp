@@ -229,6 +229,16 @@ HandshakeStep Handshake::enter_transmission(std::vector<std::byte> reply, std::s
   return s;
 }
 
+HandshakeStep Handshake::on_export_gone() {
+  const std::string name = std::move(negotiated_.export_name);
+  negotiated_.export_name.clear();
+  negotiated_.volume.reset();
+  negotiated_.meta_contexts.clear();
+  negotiated_.transmission_flags = 0;
+  if (option_ != opt_go) return close_step({}, "export '" + name + "' was removed");
+  return reply_only(rep_err_unknown, "export '" + name + "' was removed");
+}
+
 HandshakeStep Handshake::reply_only(std::uint32_t type, std::string_view message) {
   HandshakeStep s;
   if (type & rep_error_bit)

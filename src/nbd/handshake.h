@@ -19,6 +19,11 @@
 //     contexts exist and what a query finds is meta_context.h's business; a context is
 //     selected only if the export's volume offers it at the time of SET_META_CONTEXT, and
 //     more than limits.max_meta_contexts matches is NBD_REP_ERR_TOO_BIG (nothing selected).
+//  6. Entering transmission is two steps for the connection: the step that says
+//     enter_transmission carries the final reply, but the connection may still call
+//     on_export_gone() instead of sending it (the export was removed from the ExportTable
+//     after GO looked it up): GO is then refused with NBD_REP_ERR_UNKNOWN and negotiation
+//     goes on with the earlier metadata context selection intact; EXPORT_NAME closes.
 #pragma once
 
 #include <cstdint>
@@ -65,6 +70,8 @@ class Handshake {
   HandshakeStep on_client_flags(std::uint32_t flags);
   HandshakeStep on_option_header(std::span<const std::byte> header);  // 16 bytes
   HandshakeStep on_option_data(std::span<const std::byte> data);
+  // Instead of sending an enter_transmission step: the export it named has gone (see 6).
+  HandshakeStep on_export_gone();
 
   const Negotiated& negotiated() const { return negotiated_; }
 

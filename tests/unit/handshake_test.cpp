@@ -839,6 +839,35 @@ TEST_F(ChangedContextTest, TooManyContextsIsTooBigAndSelectsNothing) {
   EXPECT_TRUE(hs.negotiated().meta_contexts.empty());
 }
 
+// --- an export removed between GO's lookup and the reply (handshake.h, invariant 6) ------
+
+TEST_F(ChangedContextTest, ExportGoneAtGoIsErrUnknownAndKeepsTheSelection) {
+  start();
+  negotiate_structured();
+  query(opt_set_meta_context, {"base:allocation", "x-snapstore:changed:snap1"});
+  HandshakeStep go = option(opt_go, info_request("pooled"));
+  ASSERT_EQ(go.action, next::enter_transmission);
+  HandshakeStep gone = hs_.on_export_gone();
+  expect_error(gone, opt_go, rep_err_unknown);
+  EXPECT_EQ(hs_.negotiated().volume, nullptr);
+  EXPECT_EQ(hs_.negotiated().export_name, "");
+  EXPECT_TRUE(hs_.negotiated().meta_contexts.empty());
+  // The client may try again (here the export is still there) with what it selected.
+  EXPECT_EQ(selected_after_go(),
+            (std::vector<MetaContext>{{1, "base:allocation"}, {2, "x-snapstore:changed:snap1"}}));
+  EXPECT_EQ(hs_.negotiated().volume, pooled_);
+}
+
+TEST_F(ChangedContextTest, ExportGoneAtExportNameCloses) {
+  start(fixed | no_zeroes);
+  ASSERT_EQ(option(opt_export_name, test::bytes_of("pooled")).action, next::enter_transmission);
+  HandshakeStep gone = hs_.on_export_gone();
+  EXPECT_EQ(gone.action, next::close);
+  EXPECT_TRUE(gone.reply.empty());
+  EXPECT_FALSE(gone.reason.empty());
+  EXPECT_EQ(hs_.negotiated().volume, nullptr);
+}
+
 // --- option headers and limits ---------------------------------------------------------
 
 TEST_F(HandshakeTest, OptionHeaderWithBadMagicCloses) {
