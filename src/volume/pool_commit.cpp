@@ -48,8 +48,9 @@ Status Pool::commit_locked() {
   const std::uint64_t gen = tm_->generation();
   // Phase 0: fold in-memory state into trees, then seal every tree bottom-up.
   Status st = data_sm_->flush_index();
-  for (auto& [id, v] : volumes_) {
-    if (!st || !v.dirty) continue;
+  for (std::uint64_t id : dirty_volumes_) {
+    if (!st) break;
+    VolumeState& v = volumes_.at(id);
     auto root = mappings_->seal(v.record.mapping);
     if (!root) {
       st = root.status();
@@ -89,7 +90,8 @@ Status Pool::commit_locked() {
   // Committed: what this transaction freed may now be reused.
   superblock_ = sb;
   volume_table_root_ = *vt_root;
-  for (auto& [id, v] : volumes_) v.dirty = false;
+  for (std::uint64_t id : dirty_volumes_) volumes_.at(id).dirty = false;
+  dirty_volumes_.clear();
   metadata_sm_->end_transaction();
   data_sm_->end_transaction();
   tm_->set_generation(gen + 1);
