@@ -100,8 +100,8 @@ Result<std::vector<Extent>> context_extents(Volume& volume, const MetaContext& c
   if (kind->what == ContextKind::kind::allocation) return volume.block_status(r.offset, r.length);
   auto extents = volume.changed_extents(kind->peer, r.offset, r.length);
   if (!extents && extents.status().code() == errc::not_found)
-    return invalid_argument("volume '" + kind->peer + "' of context '" + context.name +
-                            "' no longer exists");
+    return invalid_argument("context '" + context.name +
+                            "' has nothing to compare with now: " + extents.status().message());
   return extents;
 }
 
