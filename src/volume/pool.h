@@ -86,6 +86,8 @@ struct PoolStats {
   CacheStats cache;
   ChunkMapStats copies;
   std::uint64_t commits = 0;
+  std::uint64_t commit_us_total = 0;  // time spent in commits (writes and syncs), µs
+  std::uint64_t last_commit_us = 0;
   std::string failure;  // empty unless the pool turned read-only after a failed commit
   // Background reclaim of deleted volumes (and of trees replaced by a rollback).
   std::uint64_t reclaim_pending_volumes = 0;  // trees not yet fully released
@@ -276,6 +278,8 @@ class Pool {
   std::atomic<std::uint64_t> flush_requests_{0};
   std::uint64_t flushes_covered_ = 0;
   std::uint64_t commits_ = 0;
+  std::atomic<std::uint64_t> commit_us_total_{0};
+  std::atomic<std::uint64_t> last_commit_us_{0};
   mutable std::mutex failure_mutex_;
   Status failure_;
   std::array<std::mutex, 64> region_locks_;

@@ -1,6 +1,8 @@
 // Commit: the two-phase write of a transaction, and group commit. See pool.h, invariant 3.
 #include <spdlog/spdlog.h>
 
+#include <chrono>
+
 #include "volume/pool.h"
 
 namespace snapstore {
@@ -36,7 +38,15 @@ Status Pool::flush() {
   if (flushes_covered_ >= ticket) return Status::ok();  // a commit that began later covered it
   const std::uint64_t covering = flush_requests_.load();
   write_gate_.close();  // no data blocks taken but not yet mapped go into this commit
+  const auto started = std::chrono::steady_clock::now();
+  const std::uint64_t commits_before = commits_;
   Status st = commit_locked();
+  if (commits_ != commits_before) {
+    last_commit_us_ = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                      std::chrono::steady_clock::now() - started)
+                                                      .count());
+    commit_us_total_ += last_commit_us_;
+  }
   write_gate_.open();
   if (st) flushes_covered_ = covering;
   return st;

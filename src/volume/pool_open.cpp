@@ -328,6 +328,8 @@ PoolStats Pool::stats() {
   s.cache = blocks_->stats();
   s.copies = chunks_->stats();
   s.commits = commits_;
+  s.commit_us_total = commit_us_total_;
+  s.last_commit_us = last_commit_us_;
   s.failure = failure().is_ok() ? "" : failure().message();
   s.reclaim_pending_volumes = deleted_volumes_.size();
   for (std::uint64_t id : deleted_volumes_) s.reclaim_pending_blocks += volumes_.at(id).record.mapped_blocks;
