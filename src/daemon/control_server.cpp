@@ -138,11 +138,22 @@ asio::awaitable<void> ControlServer::accept_loop() {
 }
 
 // Runs the handler on the worker thread; resumes on the io thread with the reply.
+// (A plain post there and back: Boost 1.74's co_spawn onto another executor, awaited from
+// this coroutine, corrupts its frame recycling.)
 asio::awaitable<std::string> ControlServer::run_on_worker(Call call) {
-  co_return co_await asio::co_spawn(
-      worker_.get_executor(),
-      [call = std::move(call)]() -> asio::awaitable<std::string> { co_return run(call); },
-      asio::use_awaitable);
+  auto initiate = [this](auto handler, Call call) {
+    auto work = asio::make_work_guard(handler);  // keeps the io side running meanwhile
+    asio::post(worker_, [handler = std::move(handler), work = std::move(work),
+                         call = std::move(call)]() mutable {
+      std::string reply = run(call);
+      auto io = work.get_executor();
+      asio::post(io, [handler = std::move(handler), reply = std::move(reply)]() mutable {
+        std::move(handler)(std::move(reply));
+      });
+    });
+  };
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::string)>(
+      initiate, asio::use_awaitable, std::move(call));
 }
 
 asio::awaitable<void> ControlServer::serve(socket_ptr socket) {

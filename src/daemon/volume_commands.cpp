@@ -3,8 +3,6 @@
 // (invariants 1-3: arguments first, the export table in step, the attachment rule).
 #include <spdlog/spdlog.h>
 
-#include <thread>
-
 #include "daemon/control_args.h"
 #include "daemon/control_commands.h"
 #include "volume/pool_volume.h"
@@ -36,32 +34,6 @@ class ExportHold {
   VolumePtr volume_;
 };
 
-// Ends every session attached to `name` (in-flight requests finish first) and waits until
-// they are gone. Clients that do not let go within the timeout are closed by force.
-Status disconnect_clients(ControlContext& c, const std::string& name) {
-  nbd::ConnectionRegistry& registry = c.server.connections();
-  auto attached = [&] {
-    std::vector<std::shared_ptr<nbd::Connection>> out;
-    for (auto& connection : registry.live())
-      if (connection->export_name() == name) out.push_back(connection);
-    return out;
-  };
-  auto wait_gone = [&](std::chrono::milliseconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (registry.count_attached(name) > 0) {
-      if (std::chrono::steady_clock::now() >= deadline) return false;
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
-    return true;
-  };
-  for (auto& connection : attached()) connection->stop();
-  if (wait_gone(c.disconnect_timeout)) return Status::ok();
-  for (auto& connection : attached()) connection->force_close();
-  if (wait_gone(std::chrono::milliseconds(2000))) return Status::ok();
-  return {errc::busy, "clients attached to '" + name + "' did not disconnect within " +
-                          std::to_string(c.disconnect_timeout.count()) + " ms"};
-}
-
 // The attachment rule: ok when no client is attached to `name`; else busy, or with
 // `force` the clients are disconnected. `disconnected` counts them.
 Status ensure_detached(ControlContext& c, const std::string& name, bool force,
@@ -72,7 +44,10 @@ Status ensure_detached(ControlContext& c, const std::string& name, bool force,
     return {errc::busy, std::to_string(attached) + " client(s) attached to '" + name +
                             "'; disconnect them or use force"};
   spdlog::info("control: disconnecting {} client(s) from '{}'", attached, name);
-  SNAPSTORE_RETURN_IF_ERROR(disconnect_clients(c, name));
+  Status st = c.server.disconnect_export(name, c.disconnect_timeout);
+  // Clients that had to be force-closed after the timeout are gone too; only one still
+  // open (a request stuck in the volume) keeps the volume.
+  if (!st && c.server.connections().count_attached(name) > 0) return st;
   disconnected = attached;
   return Status::ok();
 }

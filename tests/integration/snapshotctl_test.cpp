@@ -348,7 +348,9 @@ TEST_F(Snapshotctl, JsonOutputParsesForEveryCommand) {
       {"snapshot", "delete", "j2"},
   };
   for (auto args : commands) {
-    SCOPED_TRACE(args[0] + " " + args[1]);
+    std::string line;
+    for (const auto& a : args) line += a + " ";
+    SCOPED_TRACE(line);
     args.insert(args.begin(), "--json");
     CtlRun r = ok(args);
     EXPECT_TRUE(r.json().is_object()) << r.describe();
@@ -400,7 +402,8 @@ TEST_F(Snapshotctl, PruneDryRunDeletesNothingAndPruneDeletesExactlyTheExpectedSe
   ASSERT_TRUE(h);
   CtlRun real = ok({"--json", "prune", "origin", "--prefix", "auto-", "--keep-last", "2"});
   std::map<std::string, std::string> outcome;
-  for (const json& k : real.json()["delete"]) outcome[k["name"]] = k.value("outcome", "");
+  const json report = real.json();
+  for (const json& k : report["delete"]) outcome[k["name"]] = k.value("outcome", "");
   EXPECT_EQ(outcome, (std::map<std::string, std::string>{
                          {"auto-1", "deleted"}, {"auto-2", "skipped"}, {"auto-3", "deleted"}}))
       << real.describe();
