@@ -309,7 +309,8 @@ int Ctl::status() {
          << "device:       " << format_size(u64(s, "device_bytes")) << ", "
          << format_size(u64(s, "unallocated_bytes")) << " not yet in chunks\n"
          << "commits:      " << u64(s, "commits") << " (generation " << u64(s, "generation")
-         << ")\n"
+         << "; last took " << u64(s, "last_commit_us") << " us, all "
+         << u64(s, "commit_us_total") / 1000 << " ms)\n"
          << "cache:        " << u64(cache, "cached_blocks") << " of "
          << u64(cache, "capacity_blocks") << " blocks, " << u64(cache, "dirty_blocks")
          << " dirty; " << u64(cache, "hits") << " hits, " << u64(cache, "misses")

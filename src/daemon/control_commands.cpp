@@ -27,6 +27,8 @@ json pool_status(Pool& pool) {
           {"device_bytes", s.device_bytes},
           {"unallocated_bytes", s.unallocated_bytes},
           {"commits", s.commits},
+          {"commit_us_total", s.commit_us_total},
+          {"last_commit_us", s.last_commit_us},
           {"cache", {{"hits", s.cache.hits},
                      {"misses", s.cache.misses},
                      {"cached_blocks", s.cache.cached_blocks},
