@@ -1,10 +1,10 @@
 // Plain-text tables for snapshotctl's human output.
 //
-//   NAME    SIZE      RO
+//   NAME        SIZE  RO
 //   origin  16.0 GiB  no
 //
 // Columns are separated by two spaces and padded to their widest cell; right-aligned
-// columns (numbers) pad on the left. No trailing spaces; every line ends in '\n'. A table
+// columns (numbers) pad on the left, their header too. No trailing spaces; every line ends in '\n'. A table
 // with no rows is just its header. Pure.
 #pragma once
 

@@ -6,10 +6,11 @@
 namespace snapstore::ctl {
 namespace {
 
+// A right-aligned column's header is right-aligned too, over its numbers.
 TEST(Table, PadsColumnsToTheWidestCell) {
   EXPECT_EQ(format_table({{"NAME"}, {"SIZE", true}, {"RO"}},
                          {{"origin", "16.0 GiB", "no"}, {"s", "1 B", "yes"}}),
-            "NAME    SIZE      RO\n"
+            "NAME        SIZE  RO\n"
             "origin  16.0 GiB  no\n"
             "s            1 B  yes\n");
 }
