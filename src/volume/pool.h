@@ -234,6 +234,7 @@ class Pool {
   Status release_data(const std::vector<std::uint64_t>& blocks);
   Status ensure_metadata_headroom(std::uint64_t data_blocks);
   Status unmap_blocks(std::uint64_t volume, std::uint64_t first, std::uint64_t end);
+  Status unmap_blocks_locked(std::uint64_t volume, std::uint64_t first, std::uint64_t end);
   Status lookup_range(VolumeState& v, std::uint64_t first, std::uint64_t count,
                       std::vector<Mapped>& out);
   Status read_blocks_locked(VolumeState& v, std::uint64_t first, std::uint64_t count,

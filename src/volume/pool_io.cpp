@@ -288,6 +288,10 @@ Status Pool::write_partial(std::uint64_t volume, std::uint64_t offset,
 // Drops the mappings of whole blocks [first, end) and releases their data.
 Status Pool::unmap_blocks(std::uint64_t volume, std::uint64_t first, std::uint64_t end) {
   std::unique_lock meta(meta_mutex_);
+  return unmap_blocks_locked(volume, first, end);
+}
+
+Status Pool::unmap_blocks_locked(std::uint64_t volume, std::uint64_t first, std::uint64_t end) {
   auto v = volume_state(volume);
   if (!v) return v.status();
   tm_->set_use_reserve(true);  // unmapping gives space back: it may use the reserve
