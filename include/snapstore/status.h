@@ -56,6 +56,8 @@ inline Status not_found(std::string m) { return {errc::not_found, std::move(m)};
 inline Status invalid_argument(std::string m) { return {errc::invalid_argument, std::move(m)}; }
 inline Status read_only_error(std::string m) { return {errc::read_only, std::move(m)}; }
 inline Status not_supported(std::string m) { return {errc::not_supported, std::move(m)}; }
+inline Status already_exists(std::string m) { return {errc::exists, std::move(m)}; }
+inline Status busy(std::string m) { return {errc::busy, std::move(m)}; }
 
 // Builds an io_error Status from an errno value, naming the operation that failed.
 Status errno_status(int err, std::string_view what);

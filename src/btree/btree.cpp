@@ -374,6 +374,52 @@ Status BTree::release(const BlockPointer& root) {
   return Status::ok();
 }
 
+Result<std::optional<BlockPointer>> BTree::release_some(const BlockPointer& root,
+                                                        std::uint64_t& budget,
+                                                        std::uint64_t& released_values) {
+  using Left = std::optional<BlockPointer>;
+  if (budget > 0) --budget;
+  if (tm_.count(root.block) > 1) {  // shared: the other trees keep it
+    tm_.dec(root.block);
+    return Left();
+  }
+  auto block = tm_.read(root);
+  if (!block) return block.status();
+  NodeView view((*block)->bytes);
+  if (view.is_leaf() && view.size() <= budget) {
+    budget -= view.size();
+    released_values += view.size();
+    SNAPSTORE_RETURN_IF_ERROR(release(root));
+    return Left();
+  }
+  auto node = shadow_node(root);  // not shared: moved (or changed in place), no new refs
+  if (!node) return node.status();
+  NodeWriter n((*node)->bytes);
+  if (n.is_leaf()) {  // release the lowest `budget` values
+    const std::uint32_t take = static_cast<std::uint32_t>(std::min<std::uint64_t>(budget, n.size()));
+    for (std::uint32_t i = 0; i < take; ++i)
+      if (traits_.dec) SNAPSTORE_RETURN_IF_ERROR(traits_.dec(n.value_span(i)));
+    n.remove_range(0, take);
+    budget -= take;
+    released_values += take;
+  } else {
+    while (n.size() > 0 && budget > 0) {
+      auto left = release_some(n.child(0), budget, released_values);
+      if (!left) return left.status();
+      if (*left) {
+        n.set_child(0, **left);
+        break;
+      }
+      n.remove_at(0);
+    }
+  }
+  if (n.size() == 0) {
+    tm_.dec((*node)->number);
+    return Left();
+  }
+  return Left(tm_.pointer_to(**node));
+}
+
 Result<BlockPointer> BTree::seal(const BlockPointer& root) {
   MutableBlockRef node = tm_.blocks().dirty_block(root.block);
   if (!node) return root;  // unchanged in this transaction: the pointer is already right

@@ -72,6 +72,23 @@ class BTree {
   Status release(const BlockPointer& root);
   Result<BlockPointer> seal(const BlockPointer& root);
 
+  // Releases a tree in bounded steps, from its lowest keys up: spends at most about
+  // `budget` units (a node visited, a value released, a shared subtree dropped) and
+  // returns the root of what is left, a valid tree of the remaining keys, or nullopt once
+  // the whole tree is gone. Values whose last reference goes are handed to
+  // ValueTraits::dec; released_values counts them. A shared subtree costs one unit: it
+  // only loses this tree's reference.
+  Result<std::optional<BlockPointer>> release_some(const BlockPointer& root,
+                                                   std::uint64_t& budget,
+                                                   std::uint64_t& released_values);
+
+  // Calls on_diff for every key in [begin, end) whose value differs between the trees at
+  // a and b (present in one only, or different bytes), in increasing order, until it
+  // returns false. Subtrees the two trees share are skipped without being read.
+  using DiffFn = std::function<bool(std::uint64_t key)>;
+  Status diff(const BlockPointer& a, const BlockPointer& b, std::uint64_t begin,
+              std::uint64_t end, const DiffFn& on_diff);
+
   const ValueTraits& traits() const { return traits_; }
 
  private:
@@ -92,6 +109,10 @@ class BTree {
   Status scan_node(const BlockPointer& ptr, std::uint64_t begin, std::uint64_t end,
                    const Visitor& visit, bool& go_on);
   Result<MutableBlockRef> dirty(const BlockPointer& ptr);
+  Status diff_nodes(const BlockPointer& a, const BlockPointer& b, std::uint64_t lo,
+                    std::uint64_t hi, const DiffFn& on_diff, bool& go_on);
+  Status diff_leaves(const NodeView& a, const NodeView& b, std::uint64_t lo, std::uint64_t hi,
+                     const DiffFn& on_diff, bool& go_on);
 
   TransactionManager& tm_;
   ValueTraits traits_;

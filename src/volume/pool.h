@@ -20,6 +20,11 @@
 //  5. Locking: one reader/writer metadata lock (lookups and data reads shared; space map
 //     and tree changes exclusive), plus striped locks that order concurrent writes to the
 //     same block region so read-modify-write of partial blocks never loses an update.
+//  6. Volumes share data by sharing tree nodes (snapshot = clone of the root). A deleted
+//     volume keeps its record, nameless, until the reclaim thread has released its tree
+//     in bounded steps (each under the metadata lock for a short while, inside ordinary
+//     transactions), so deletion returns at once and reclaim resumes after a restart.
+//  7. Every volume management call commits before it returns.
 #pragma once
 
 #include <array>
@@ -28,6 +33,7 @@
 #include <condition_variable>
 #include <map>
 #include <memory>
+#include <set>
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
@@ -68,6 +74,7 @@ struct PoolOptions {
   std::uint64_t cache_bytes = 64ull << 20;
   std::chrono::milliseconds commit_interval{1000};
   bool read_only = false;
+  bool background_reclaim = true;  // false: only reclaim() releases deleted trees (tests)
 };
 
 struct PoolStats {
@@ -79,6 +86,8 @@ struct PoolStats {
   CacheStats cache;
   ChunkMapStats copies;
   std::uint64_t commits = 0;
+  std::uint64_t commit_us_total = 0;  // time spent in commits (writes and syncs), µs
+  std::uint64_t last_commit_us = 0;
   std::string failure;  // empty unless the pool turned read-only after a failed commit
   // Background reclaim of deleted volumes (and of trees replaced by a rollback).
   std::uint64_t reclaim_pending_volumes = 0;  // trees not yet fully released
@@ -101,6 +110,12 @@ struct VolumeIoStats {
   std::uint64_t errors = 0;
 };
 
+// The live counters behind VolumeIoStats, bumped by PoolVolume without any pool lock.
+struct VolumeIoCounters {
+  std::atomic<std::uint64_t> reads{0}, read_bytes{0}, writes{0}, write_bytes{0};
+  std::atomic<std::uint64_t> trims{0}, zeroes{0}, flushes{0}, errors{0};
+};
+
 // Flag of an extent in a diff: the range differs between the two volumes.
 inline constexpr std::uint32_t extent_changed = 1u << 0;
 
@@ -121,6 +136,7 @@ class Pool {
 
   std::vector<VolumeRecord> volumes() const;
   Result<VolumeRecord> find_volume(std::string_view name) const;
+  Result<VolumeRecord> find_volume(std::uint64_t id) const;  // live volumes only
   std::uint32_t data_block_size() const { return superblock_.data_block_size; }
   bool read_only() const { return options_.read_only || !failure().is_ok(); }
   Status failure() const;
@@ -161,12 +177,17 @@ class Pool {
 
   Result<VolumeUsage> usage(std::uint64_t volume);
   VolumeIoStats io_stats(std::uint64_t volume) const;
+  std::shared_ptr<VolumeIoCounters> io_counters(std::uint64_t volume);
   // Describes a prefix of [offset, offset + length) of volume a as extents flagged
   // extent_changed where a differs from b (by mapping; a range past b's end counts as
   // changed unless a holds a hole there). Derived from the trees: shared subtrees are
   // skipped without reading them.
   Result<std::vector<Extent>> diff(std::uint64_t a, std::uint64_t b, std::uint64_t offset,
                                    std::uint64_t length);
+
+  // Runs up to max_steps reclaim steps now (each bounded as in the background) and
+  // commits; returns how many deleted trees are still pending.
+  Result<std::uint64_t> reclaim(std::uint64_t max_steps = ~0ull);
 
   // For the checker and tests.
   TransactionManager& transaction_manager() { return *tm_; }
@@ -182,6 +203,14 @@ class Pool {
   struct VolumeState {
     VolumeRecord record;
     bool dirty = false;  // mapping root or record changed in the open transaction
+    // Has shared blocks with another volume at some point (snapshot source or copy,
+    // rollback): its writes may change other volumes' exclusive space.
+    bool may_share = false;
+    // Cached exclusive block count, valid while usage_valid and the sharing epoch it
+    // was computed in is current (usage_mutex_ guards both).
+    bool usage_valid = false;
+    std::uint64_t usage_epoch = 0;
+    std::uint64_t exclusive_blocks = 0;
   };
   struct Mapped {
     std::uint64_t block;  // volume block number
@@ -189,7 +218,14 @@ class Pool {
   };
 
   Status check_writable() const;
-  Result<VolumeState*> volume_state(std::uint64_t id);
+  Result<VolumeState*> volume_state(std::uint64_t id);  // live volumes only
+  Result<VolumeState*> live_volume(std::string_view name);
+  // Marks a volume's record or tree changed in the open transaction.
+  void mark_changed(std::uint64_t id, VolumeState& v);
+  Status check_new_name(std::string_view name) const;
+  Result<std::uint64_t> exclusive_blocks(const BlockPointer& node);
+  Status reclaim_step();
+  void reclaim_loop();
   Status commit_locked();
   Status write_superblocks(std::uint64_t gen, const BlockPointer& volume_table,
                            const BlockPointer& data_sm_index,
@@ -201,6 +237,7 @@ class Pool {
   Status release_data(const std::vector<std::uint64_t>& blocks);
   Status ensure_metadata_headroom(std::uint64_t data_blocks);
   Status unmap_blocks(std::uint64_t volume, std::uint64_t first, std::uint64_t end);
+  Status unmap_blocks_locked(std::uint64_t volume, std::uint64_t first, std::uint64_t end);
   Status lookup_range(VolumeState& v, std::uint64_t first, std::uint64_t count,
                       std::vector<Mapped>& out);
   Status read_blocks_locked(VolumeState& v, std::uint64_t first, std::uint64_t count,
@@ -228,7 +265,15 @@ class Pool {
   std::unique_ptr<BTree> mappings_;
   std::unique_ptr<BTree> volume_table_;
   BlockPointer volume_table_root_;
-  std::map<std::uint64_t, VolumeState> volumes_;
+  std::map<std::uint64_t, VolumeState> volumes_;     // live and deleted (awaiting reclaim)
+  std::map<std::string, std::uint64_t, std::less<>> names_;  // live volumes by name
+  std::set<std::uint64_t> dirty_volumes_;            // volumes_[id].dirty
+  std::set<std::uint64_t> deleted_volumes_;          // trees awaiting reclaim
+  std::uint64_t sharing_epoch_ = 1;                  // bumped when sharing may have changed
+  std::mutex usage_mutex_;
+  std::atomic<std::uint64_t> reclaim_released_{0};
+  mutable std::mutex io_mutex_;
+  std::map<std::uint64_t, std::shared_ptr<VolumeIoCounters>> io_;
 
   mutable std::shared_mutex meta_mutex_;
   std::mutex commit_mutex_;
@@ -237,6 +282,8 @@ class Pool {
   std::atomic<std::uint64_t> flush_requests_{0};
   std::uint64_t flushes_covered_ = 0;
   std::uint64_t commits_ = 0;
+  std::atomic<std::uint64_t> commit_us_total_{0};
+  std::atomic<std::uint64_t> last_commit_us_{0};
   mutable std::mutex failure_mutex_;
   Status failure_;
   std::array<std::mutex, 64> region_locks_;
@@ -249,6 +296,8 @@ class Pool {
   std::condition_variable timer_cv_;
   bool stopping_ = false;
   std::thread timer_;
+  std::condition_variable reclaim_cv_;
+  std::thread reclaim_;
 };
 
 }  // namespace snapstore

@@ -161,7 +161,7 @@ class Checker {
                      report_.problems.push_back("volume table: " + r.status().message());
                      return;
                    }
-                   if (!names.emplace(r->name, id).second)
+                   if (!r->deleted() && !names.emplace(r->name, id).second)
                      report_.problems.push_back("volume table: name '" + r->name + "' is used twice");
                    if (id >= sb_.next_volume_id)
                      report_.problems.push_back("volume " + std::to_string(id) +
@@ -171,7 +171,15 @@ class Checker {
     report_.volumes = volumes_.size();
     for (const VolumeRecord& r : volumes_) {
       const std::uint64_t limit = (r.size + sb_.data_block_size - 1) / sb_.data_block_size;
-      walker_.walk(r.mapping, mapping_value_size, "volume '" + r.name + "'",
+      const std::string label = r.deleted() ? "deleted volume " + std::to_string(r.id)
+                                            : "volume '" + r.name + "'";
+      if (r.mapped_blocks > limit)
+        report_.problems.push_back(label + ": records " + std::to_string(r.mapped_blocks) +
+                                   " mapped blocks, more than its size holds");
+      if (r.parent >= sb_.next_volume_id)
+        report_.problems.push_back(label + ": parent id " + std::to_string(r.parent) +
+                                   " was never handed out");
+      walker_.walk(r.mapping, mapping_value_size, label,
                    [&](std::uint64_t key, std::span<const std::byte> v) {
                      MappingValue m = decode_mapping(v);
                      ++report_.mapped_blocks;

@@ -1,6 +1,7 @@
 // Commit: the two-phase write of a transaction, and group commit. See pool.h, invariant 3.
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <cstring>
 
 #include "volume/pool.h"
@@ -38,7 +39,15 @@ Status Pool::flush() {
   if (flushes_covered_ >= ticket) return Status::ok();  // a commit that began later covered it
   const std::uint64_t covering = flush_requests_.load();
   write_gate_.close();  // no data blocks taken but not yet mapped go into this commit
+  const auto started = std::chrono::steady_clock::now();
+  const std::uint64_t commits_before = commits_;
   Status st = commit_locked();
+  if (commits_ != commits_before) {
+    last_commit_us_ = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                                      std::chrono::steady_clock::now() - started)
+                                                      .count());
+    commit_us_total_ += last_commit_us_;
+  }
   write_gate_.open();
   if (st) flushes_covered_ = covering;
   return st;
@@ -108,8 +117,9 @@ Status Pool::commit_locked() {
   const std::uint64_t gen = tm_->generation();
   // Phase 0: fold in-memory state into trees, then seal every tree bottom-up.
   Status st = data_sm_->flush_index();
-  for (auto& [id, v] : volumes_) {
-    if (!st || !v.dirty) continue;
+  for (std::uint64_t id : dirty_volumes_) {
+    if (!st) break;
+    VolumeState& v = volumes_.at(id);
     auto root = mappings_->seal(v.record.mapping);
     if (!root) {
       st = root.status();
@@ -134,7 +144,8 @@ Status Pool::commit_locked() {
   if (Status f = chunks_->flush(); !f) return fail(f);
   // Committed: what this transaction freed may now be reused.
   volume_table_root_ = *vt_root;
-  for (auto& [id, v] : volumes_) v.dirty = false;
+  for (std::uint64_t id : dirty_volumes_) volumes_.at(id).dirty = false;
+  dirty_volumes_.clear();
   metadata_sm_->end_transaction();
   data_sm_->end_transaction();
   tm_->set_generation(gen + 1);

@@ -19,7 +19,8 @@ Status Pool::check_writable() const {
 
 Result<Pool::VolumeState*> Pool::volume_state(std::uint64_t id) {
   auto it = volumes_.find(id);
-  if (it == volumes_.end()) return not_found("volume " + std::to_string(id) + " does not exist");
+  if (it == volumes_.end() || it->second.record.deleted())
+    return not_found("volume " + std::to_string(id) + " does not exist (deleted?)");
   return &it->second;
 }
 
@@ -175,7 +176,13 @@ Status Pool::remap(std::uint64_t volume, std::uint64_t first, const std::vector<
   for (std::size_t i = 0; i < blocks.size(); ++i) sums[i] = data_checksum(data.subspan(i * bs, bs));
   std::unique_lock meta(meta_mutex_);
   auto v = volume_state(volume);
-  if (!v) return v.status();
+  Status usable = v ? Status::ok() : v.status();
+  if (usable && (first + blocks.size()) * bs > (*v)->record.size)  // shrunk meanwhile
+    usable = invalid_argument("write beyond the end of volume '" + (*v)->record.name + "'");
+  if (!usable) {
+    (void)release_data(blocks);
+    return usable;
+  }
   std::array<std::byte, mapping_value_size> value{};
   std::vector<std::uint64_t> released;
   auto root = mappings_->insert_run(
@@ -189,12 +196,12 @@ Status Pool::remap(std::uint64_t volume, std::uint64_t first, const std::vector<
       });
   if (!root) return fail(root.status());  // the tree may be half-changed: stop writing
   (*v)->record.mapping = *root;
+  (*v)->record.mapped_blocks += blocks.size() - released.size();
+  mark_changed(volume, **v);
   for (std::uint64_t old_block : released) {
     Status st = data_sm_->dec(old_block);
     if (!st) return fail(st);
   }
-  (*v)->dirty = true;
-  dirty_ = true;
   return Status::ok();
 }
 
@@ -286,6 +293,10 @@ Status Pool::write_partial(std::uint64_t volume, std::uint64_t offset,
 // Drops the mappings of whole blocks [first, end) and releases their data.
 Status Pool::unmap_blocks(std::uint64_t volume, std::uint64_t first, std::uint64_t end) {
   std::unique_lock meta(meta_mutex_);
+  return unmap_blocks_locked(volume, first, end);
+}
+
+Status Pool::unmap_blocks_locked(std::uint64_t volume, std::uint64_t first, std::uint64_t end) {
   auto v = volume_state(volume);
   if (!v) return v.status();
   tm_->set_use_reserve(true);  // unmapping gives space back: it may use the reserve
@@ -294,15 +305,17 @@ Status Pool::unmap_blocks(std::uint64_t volume, std::uint64_t first, std::uint64
     ~ReserveOff() { tm.set_use_reserve(false); }
   } reserve_off{*tm_};
   Status released = Status::ok();
+  std::uint64_t removed = 0;
   auto root = mappings_->remove_range((*v)->record.mapping, first, end,
                                       [&](std::uint64_t, std::span<const std::byte> value) {
+                                        ++removed;
                                         if (released)
                                           released = data_sm_->dec(decode_mapping(value).data_block);
                                       });
   if (!root) return fail(root.status());
   (*v)->record.mapping = *root;
-  (*v)->dirty = true;
-  dirty_ = true;
+  (*v)->record.mapped_blocks -= std::min(removed, (*v)->record.mapped_blocks);
+  mark_changed(volume, **v);
   if (!released) return fail(released);
   return Status::ok();
 }

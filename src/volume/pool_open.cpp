@@ -131,7 +131,11 @@ Result<std::unique_ptr<Pool>> Pool::open(std::vector<BlockDevicePtr> devices,
   }
   std::unique_ptr<Pool> pool(new Pool(std::move(devices), opts));
   SNAPSTORE_RETURN_IF_ERROR(pool->load(*sb));
-  if (!opts.read_only) pool->start_timer();
+  if (!opts.read_only) {
+    pool->start_timer();
+    if (opts.background_reclaim)
+      pool->reclaim_ = std::thread([p = pool.get()] { p->reclaim_loop(); });
+  }
   return pool;
 }
 
@@ -159,8 +163,9 @@ Status Pool::init_fresh(const Superblock& sb, const FormatOptions& options) {
   auto root = mappings_->create();
   if (!root) return root.status();
   origin.mapping = *root;
-  volumes_[origin.id] = {origin, true};
-  dirty_ = true;
+  volumes_[origin.id].record = origin;
+  names_[origin.name] = origin.id;
+  mark_changed(origin.id, volumes_[origin.id]);
   return Status::ok();
 }
 
@@ -211,10 +216,16 @@ Status Pool::load(const Superblock& sb) {
                                       decoded = r.status();
                                       return false;
                                     }
-                                    volumes_[id] = {*r, false};
+                                    volumes_[id].record = *r;
+                                    if (r->deleted()) deleted_volumes_.insert(id);
+                                    else names_[r->name] = id;
                                     return true;
                                   });
   if (!st) return st;
+  // Which volumes shared blocks before is not recorded: with more than one tree in the
+  // pool, any of them may share.
+  if (volumes_.size() > 1)
+    for (auto& [id, v] : volumes_) v.may_share = true;
   return decoded;
 }
 
@@ -240,7 +251,9 @@ Status Pool::close() {
     stopping_ = true;
   }
   timer_cv_.notify_all();
+  reclaim_cv_.notify_all();
   if (timer_.joinable()) timer_.join();
+  if (reclaim_.joinable()) reclaim_.join();
   if (options_.read_only || !failure().is_ok() || !dirty_) return failure();
   return flush();
 }
@@ -281,15 +294,24 @@ Status Pool::grow_data() {
 std::vector<VolumeRecord> Pool::volumes() const {
   std::shared_lock lock(meta_mutex_);
   std::vector<VolumeRecord> out;
-  for (const auto& [id, v] : volumes_) out.push_back(v.record);
+  for (const auto& [id, v] : volumes_)
+    if (!v.record.deleted()) out.push_back(v.record);
   return out;
 }
 
 Result<VolumeRecord> Pool::find_volume(std::string_view name) const {
   std::shared_lock lock(meta_mutex_);
-  for (const auto& [id, v] : volumes_)
-    if (v.record.name == name) return v.record;
-  return not_found("no volume named '" + std::string(name) + "'");
+  auto it = names_.find(name);
+  if (it == names_.end()) return not_found("no volume named '" + std::string(name) + "'");
+  return volumes_.at(it->second).record;
+}
+
+Result<VolumeRecord> Pool::find_volume(std::uint64_t id) const {
+  std::shared_lock lock(meta_mutex_);
+  auto it = volumes_.find(id);
+  if (it == volumes_.end() || it->second.record.deleted())
+    return not_found("no volume with id " + std::to_string(id));
+  return it->second.record;
 }
 
 PoolStats Pool::stats() {
@@ -306,7 +328,12 @@ PoolStats Pool::stats() {
   s.cache = blocks_->stats();
   s.copies = chunks_->stats();
   s.commits = commits_;
+  s.commit_us_total = commit_us_total_;
+  s.last_commit_us = last_commit_us_;
   s.failure = failure().is_ok() ? "" : failure().message();
+  s.reclaim_pending_volumes = deleted_volumes_.size();
+  for (std::uint64_t id : deleted_volumes_) s.reclaim_pending_blocks += volumes_.at(id).record.mapped_blocks;
+  s.reclaim_released_blocks = reclaim_released_;
   return s;
 }
 

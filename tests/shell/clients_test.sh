@@ -15,76 +15,17 @@ readonly MiB=$((1024 * 1024))
 readonly POOL_SIZE=$((64 * MiB))
 readonly CLIENT_TIMEOUT=60  # seconds any one client command may take
 
-log() { echo "clients_test: $*" >&2; }
-skip() { log "SKIP: $*"; exit 77; }
-fail() {
-  log "FAIL: $*"
-  if [[ -n "${daemon_log:-}" && -f "$daemon_log" ]]; then
-    log "--- snapstored log (last 30 lines) ---"
-    tail -n 30 "$daemon_log" >&2 || true
-  fi
-  exit 1
-}
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SNAPSTORED="${SNAPSTORED:-}"
-[[ -n "$SNAPSTORED" ]] || fail "SNAPSTORED is not set (path of the snapstored binary)"
-[[ -x "$SNAPSTORED" ]] || fail "SNAPSTORED=$SNAPSTORED is not an executable"
-for tool in qemu-io nbdinfo nbdcopy python3 timeout cmp dd head; do
-  command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed (scripts/install-deps.sh)"
-done
+need_binaries
+need_tools qemu-io nbdinfo nbdcopy python3 timeout cmp dd head
+lib_setup clients
+uri="$(nbd_uri origin)"
 
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/snapstore-clients.XXXXXX")"
-pool="$tmp/pool.snap"
-sock="$tmp/nbd.sock"
-ctl="$tmp/ctl.sock"
-daemon_log="$tmp/snapstored.log"
-daemon_pid=""
-uri="nbd+unix:///origin?socket=$sock"
-
-cleanup() {
-  local status=$?
-  trap - ERR
-  if [[ -n "$daemon_pid" ]] && kill -0 "$daemon_pid" 2>/dev/null; then
-    kill -TERM "$daemon_pid" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$daemon_pid" 2>/dev/null || true
-    wait "$daemon_pid" 2>/dev/null || true
-  fi
-  rm -rf "$tmp"
-  exit "$status"
-}
-trap cleanup EXIT
-trap "exit 130" INT
-trap "exit 143" TERM
-trap 'fail "line $LINENO: command failed: $BASH_COMMAND"' ERR
-
-# start_daemon ARGS...: start snapstored on the test pool with our sockets and wait
-# (bounded) until it answers on the Unix socket. Returns 1 if it exited instead.
-start_daemon() {
-  "$SNAPSTORED" --pool "$pool" --nbd-socket "$sock" --control-socket "$ctl" "$@" \
-    >>"$daemon_log" 2>&1 &
-  daemon_pid=$!
-  for _ in $(seq 100); do
-    if ! kill -0 "$daemon_pid" 2>/dev/null; then
-      wait "$daemon_pid" || true
-      daemon_pid=""
-      return 1
-    fi
-    if timeout 5 nbdinfo --size "$uri" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  fail "snapstored did not answer on $sock within 10 s"
-}
-
-# stop_daemon: SIGTERM; snapstored must exit 0 within 10 s and remove its sockets.
-stop_daemon() {
-  local pid=$daemon_pid status=0
-  kill -TERM "$pid"
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && fail "snapstored (pid $pid) still running 10 s after SIGTERM"
-  wait "$pid" || status=$?
-  daemon_pid=""
-  [[ $status -eq 0 ]] || fail "snapstored exited with status $status after SIGTERM, expected 0"
+# stop_sockets_gone: SIGTERM; snapstored must exit 0 within 10 s and remove its sockets.
+stop_sockets_gone() {
+  stop_daemon 10
   [[ ! -e "$sock" ]] || fail "NBD socket $sock left behind after shutdown"
   [[ ! -e "$ctl" ]] || fail "control socket $ctl left behind after shutdown"
 }
@@ -130,7 +71,7 @@ pattern() {
 
 # --- 1. first start: Unix socket only ------------------------------------------------
 log "starting snapstored on a fresh $((POOL_SIZE / MiB)) MiB pool in $tmp"
-start_daemon --pool-size "$POOL_SIZE" --no-tcp || fail "snapstored exited at start"
+start_daemon --pool-size "$POOL_SIZE" --no-tcp
 grep -q "snapstored ready" "$daemon_log" || fail "no 'snapstored ready' in the log"
 size="$(timeout "$CLIENT_TIMEOUT" nbdinfo --size "$uri")"
 [[ "$size" == "$POOL_SIZE" ]] || fail "export size $size, expected $POOL_SIZE"
@@ -217,7 +158,7 @@ timeout "$CLIENT_TIMEOUT" nbdcopy "$uri" "$tmp/out.bin"
 cmp "$tmp/model.bin" "$tmp/out.bin" || fail "export differs from the model after small writes"
 
 # --- 6. SIGTERM: exit 0, sockets removed ----------------------------------------------
-stop_daemon
+stop_sockets_gone
 grep -q "snapstored stopped" "$daemon_log" || fail "no 'snapstored stopped' in the log"
 log "SIGTERM shutdown: ok"
 
@@ -227,7 +168,7 @@ log "SIGTERM shutdown: ok"
 port=""
 for attempt in 1 2 3 4 5; do
   port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-  if start_daemon --listen "127.0.0.1:$port"; then break; fi
+  if try_start_daemon --listen "127.0.0.1:$port"; then break; fi
   log "snapstored did not start on port $port (attempt $attempt)"
   port=""
 done
@@ -244,6 +185,6 @@ qio "read -P 0x99 $((60 * MiB)) 4096"   # a TCP write seen over the Unix socket
 if timeout "$CLIENT_TIMEOUT" nbdinfo "nbd://127.0.0.1:$port/no-such-export" >/dev/null 2>&1; then
   fail "nbdinfo on an unknown export name succeeded over TCP"
 fi
-stop_daemon
+stop_sockets_gone
 log "restart on the same pool, TCP and Unix: ok"
 log "PASS"

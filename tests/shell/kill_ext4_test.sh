@@ -39,53 +39,19 @@ readonly WRITE_LIMIT=45        # seconds the writer may take to reach MIN_FILES
 readonly ROUND_BUDGET="${KILL_EXT4_BUDGET:-55}"  # no new round after this many seconds
 readonly PY=/usr/bin/python3   # the system python (not a pyenv shim)
 
-log() { echo "kill_ext4_test [${SECONDS}s]: $*" >&2; }
-skip() { echo "kill_ext4_test: SKIP: $*" >&2; exit 77; }
-fail() {
-  log "FAIL: $*"
-  local f
-  for f in "${daemon_log:-}" "${fuse_log:-}" "${writer_log:-}"; do
-    if [[ -n "$f" && -s "$f" ]]; then
-      log "--- $(basename "$f") (last 25 lines) ---"
-      tail -n 25 "$f" >&2 || true
-    fi
-  done
-  exit 1
-}
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-SNAPSTORED="${SNAPSTORED:-}"
-[[ -n "$SNAPSTORED" ]] || fail "SNAPSTORED is not set (path of the snapstored binary)"
-[[ -x "$SNAPSTORED" ]] || fail "SNAPSTORED=$SNAPSTORED is not an executable"
-
-# --- what this machine must offer, or the test is skipped -----------------------------
-[[ $(id -u) -eq 0 ]] || skip "needs root (losetup and mount)"
-for tool in nbdfuse nbdinfo fusermount3 losetup mkfs.ext4 fsck.ext4 dumpe2fs mount umount \
-            mountpoint findmnt fstrim sha256sum timeout; do
-  command -v "$tool" >/dev/null 2>&1 || skip "$tool is not installed (scripts/install-deps.sh)"
-done
+need_binaries
+need_ext4_stack
+need_tools fstrim
 [[ -x "$PY" ]] || skip "$PY is missing (the writer is a python3 script)"
-[[ -c /dev/fuse ]] || skip "/dev/fuse is missing (no FUSE in this kernel or container)"
-{ exec {fuse_fd}<>/dev/fuse; } 2>/dev/null || skip "/dev/fuse cannot be opened"
-exec {fuse_fd}>&-
-[[ -e /dev/loop-control ]] || skip "/dev/loop-control is missing (no loop device support)"
-free_loop="$(losetup -f 2>/dev/null || true)"
-[[ -b "$free_loop" ]] || skip "no free loop device (losetup -f: '${free_loop:-}')"
-
-tmp="$(mktemp -d "${TMPDIR:-/tmp}/snapstore-kill-ext4.XXXXXX")"
-pool="$tmp/pool.snap"
-sock="$tmp/nbd.sock"
-ctl="$tmp/ctl.sock"
-fuse_dir="$tmp/fuse"   # nbdfuse mounts here; the disk is $fuse_dir/nbd
-fs_dir="$tmp/fs"       # ext4 mounts here
-daemon_log="$tmp/snapstored.log"
-fuse_log="$tmp/nbdfuse.log"
+lib_setup kill-ext4
 writer_log="$tmp/writer.log"
-check_log="$tmp/check.log"
 manifest="$tmp/manifest.sha256"   # "sha256  path" lines, only for fsync'd files
-uri="nbd+unix:///origin?socket=$sock"
-mkdir "$fuse_dir" "$fs_dir"
+fs=""                              # where ext4 is mounted (after attach origin)
 : >"$manifest"
-daemon_pid="" fuse_pid="" loop_dev="" writer_pid=""
+writer_pid=""
 
 # The writer: new files of random size and content until it is killed (or gets an error).
 # A file's line goes into the manifest only after fsync(file) and fsync(directory). Past
@@ -144,106 +110,12 @@ with open("/dev/urandom", "rb", buffering=0) as urandom:
 '
 
 # --- small helpers --------------------------------------------------------------------
-alive() {  # alive PID: running and not a zombie
-  [[ -n "$1" ]] && kill -0 "$1" 2>/dev/null || return 1
-  [[ "$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null)" != Z ]]
-}
-wait_gone() {  # wait_gone PID SECONDS: 0 once PID is gone, 1 if still there
-  local i
-  for ((i = 0; i < $2 * 10; i++)); do alive "$1" || return 0; sleep 0.1; done
-  ! alive "$1"
-}
-reap() { wait "$1" 2>/dev/null || true; }
-our_mounts() { findmnt -rn -o TARGET | grep -F "$tmp/" || true; }
-our_loops() { losetup -l -n -O NAME,BACK-FILE 2>/dev/null | grep -F "$tmp/" || true; }
 manifest_lines() { wc -l <"$manifest"; }
 round_bytes() {  # round_bytes N: bytes in round N's fsync'd files (sizes are in the names)
   awk -v r="round-$1/" 'index($2, r) == 1 { n = split($2, a, "-"); s += a[n] } END { print s + 0 }' \
     "$manifest"
 }
-
-# --- the stack, bottom to top ---------------------------------------------------------
-start_daemon() {
-  echo "=== start $(date +%T) ===" >>"$daemon_log"
-  "$SNAPSTORED" --pool "$pool" --pool-size "$POOL_SIZE" --no-tcp --log-level warn \
-    --nbd-socket "$sock" --control-socket "$ctl" >>"$daemon_log" 2>&1 &
-  daemon_pid=$!
-  local i
-  for ((i = 0; i < 150; i++)); do
-    alive "$daemon_pid" || { reap "$daemon_pid"; daemon_pid=""; fail "snapstored exited at start"; }
-    if timeout 5 nbdinfo --size "$uri" >/dev/null 2>&1; then return 0; fi
-    sleep 0.1
-  done
-  fail "snapstored did not answer on $sock within 15 s"
-}
-attach() {  # nbdfuse: the export as the file $fuse_dir/nbd; a loop device on that file
-  rm -f "$tmp/nbdfuse.pid"
-  echo "=== start $(date +%T) ===" >>"$fuse_log"
-  nbdfuse -P "$tmp/nbdfuse.pid" "$fuse_dir" "$uri" >>"$fuse_log" 2>&1 &
-  fuse_pid=$!
-  local i ready=0 size
-  for ((i = 0; i < 100; i++)); do
-    alive "$fuse_pid" || { reap "$fuse_pid"; fuse_pid=""; fail "nbdfuse exited before it was ready"; }
-    if [[ -s "$tmp/nbdfuse.pid" ]] && mountpoint -q "$fuse_dir"; then ready=1; break; fi
-    sleep 0.1
-  done
-  ((ready)) || fail "nbdfuse did not mount $fuse_dir within 10 s"
-  size="$(stat -c %s "$fuse_dir/nbd")"
-  [[ "$size" == "$POOL_SIZE" ]] || fail "$fuse_dir/nbd is $size bytes, expected $POOL_SIZE"
-  loop_dev="$(timeout "$T" losetup -f --show --direct-io=off "$fuse_dir/nbd")"
-  [[ -b "$loop_dev" ]] || fail "losetup gave '$loop_dev', not a block device"
-  log "nbdfuse file $fuse_dir/nbd on $loop_dev"
-}
-mount_fs() { timeout "$T" mount -t ext4 "$loop_dev" "$fs_dir"; }
-
-# The orderly teardown (the server is alive): each step safe to call twice.
-unmount_fs() {
-  mountpoint -q "$fs_dir" || return 0
-  timeout "$T" umount "$fs_dir" && return 0
-  log "umount $fs_dir failed; detaching it lazily"
-  timeout -s KILL 10 umount -l "$fs_dir"
-}
-detach_loop() {
-  [[ -n "$loop_dev" ]] || return 0
-  timeout -s KILL "$T" losetup -d "$loop_dev"
-  loop_dev=""
-}
-unmount_fuse() {
-  if mountpoint -q "$fuse_dir"; then
-    # The loop device lets go of the file asynchronously: retry a busy unmount a little.
-    local tries=0
-    until timeout -s KILL 10 fusermount3 -u "$fuse_dir" 2>/dev/null; do
-      if ((++tries >= 50)); then
-        log "fusermount3 -u $fuse_dir still busy; detaching it lazily"
-        timeout -s KILL 10 fusermount3 -u -z "$fuse_dir" || true
-        break
-      fi
-      sleep 0.1
-    done
-  fi
-  stop_fuse_process
-}
-stop_fuse_process() {
-  [[ -n "$fuse_pid" ]] || return 0
-  if ! wait_gone "$fuse_pid" 5; then
-    kill -TERM "$fuse_pid" 2>/dev/null || true
-    if ! wait_gone "$fuse_pid" 5; then
-      log "nbdfuse (pid $fuse_pid) ignores SIGTERM; killing it"
-      kill -KILL "$fuse_pid" 2>/dev/null || true
-      wait_gone "$fuse_pid" 10 || log "nbdfuse (pid $fuse_pid) survives SIGKILL"
-    fi
-  fi
-  reap "$fuse_pid"
-  fuse_pid=""
-}
-stop_daemon() {  # SIGTERM; must exit 0
-  kill -TERM "$daemon_pid"
-  wait_gone "$daemon_pid" 20 || fail "snapstored still running 20 s after SIGTERM"
-  local status=0
-  wait "$daemon_pid" || status=$?
-  daemon_pid=""
-  [[ $status -eq 0 ]] || fail "snapstored exited with status $status after SIGTERM, expected 0"
-}
+serve() { start_daemon --pool-size "$POOL_SIZE" --no-tcp --log-level warn; }
 stop_writer() {  # SIGKILL; a writer blocked on I/O may only die once the stack is gone
   [[ -n "$writer_pid" ]] || return 0
   kill -KILL "$writer_pid" 2>/dev/null || true
@@ -252,109 +124,32 @@ stop_writer() {  # SIGKILL; a writer blocked on I/O may only die once the stack 
   writer_pid=""
 }
 
-# Teardown with a dead server: nothing below the filesystem answers any more. Every step
-# is bounded and lazy; only when nbdfuse is gone does the kernel fail the last requests,
-# so the writer and the loop device are waited for again at the end.
-crash_teardown() {
+# Teardown with a dead server: the stack lazily, then the writer, which only dies once
+# nbdfuse is gone and the kernel fails its last requests.
+crash_down() {
   stop_writer 5 || log "writer (pid $writer_pid) still blocked 5 s after SIGKILL"
-  if mountpoint -q "$fs_dir"; then timeout -s KILL 10 umount -l "$fs_dir" ||
-    log "umount -l $fs_dir failed"; fi
-  if [[ -n "$loop_dev" ]]; then
-    timeout -s KILL 10 losetup -d "$loop_dev" || log "losetup -d $loop_dev failed"
-    loop_dev=""
-  fi
-  if mountpoint -q "$fuse_dir" || findmnt -rn -o TARGET | grep -qxF "$fuse_dir"; then
-    timeout -s KILL 10 fusermount3 -u -z "$fuse_dir" || log "fusermount3 -u -z $fuse_dir failed"
-  fi
-  if [[ -n "$fuse_pid" ]]; then
-    kill -TERM "$fuse_pid" 2>/dev/null || true
-    stop_fuse_process
-  fi
+  crash_teardown origin
   stop_writer 20 || log "writer (pid $writer_pid) survives SIGKILL for 20 s"
-  local i
-  for ((i = 0; i < 300; i++)); do
-    [[ -z "$(our_mounts)" && -z "$(our_loops)" && -z "$writer_pid" ]] && break
-    sleep 0.1
-  done
+  wait_released 30 || true
 }
 
-# After a crash: the pool must be clean offline; restart; fsck (after journal replay).
-check_pool() {
-  local status=0
-  timeout 120 "$SNAPSTORED" check "$pool" >"$check_log" 2>&1 || status=$?
-  if [[ $status -ne 0 ]]; then
-    head -n 100 "$check_log" >&2
-    fail "snapstored check $pool: exit $status ($1)"
-  fi
-  log "snapstored check: clean ($1): $(grep -m1 '^generation' "$check_log" || true)"
-}
-check_fsck() {
-  local out status=0
-  out="$(timeout "$T" fsck.ext4 -fn "$loop_dev" 2>&1)" || status=$?
-  if [[ $status -ne 0 ]]; then
-    echo "$out" >&2
-    fail "fsck.ext4 -fn $loop_dev: exit $status ($1)"
-  fi
-  log "fsck.ext4 -fn: clean ($1)"
-}
-needs_recovery() {
-  timeout "$T" dumpe2fs -h "$loop_dev" 2>/dev/null |
-    grep -q '^Filesystem features:.*needs_recovery'
-}
 verify_manifest() {
-  local n
-  n="$(manifest_lines)"
-  local out status=0
-  out="$(cd "$fs_dir" && timeout 120 sha256sum --quiet --strict -c "$manifest" 2>&1)" || status=$?
-  if [[ $status -ne 0 ]]; then
-    echo "$out" | head -n 40 >&2
-    fail "$(echo "$out" | grep -c ': FAILED' || true) of $n fsync'd files lost or changed ($1)"
-  fi
-  log "all $n fsync'd files in the manifest read back with their sha256 ($1)"
+  check_sums "$fs" "$manifest" "fsync'd files, $1"
+  log "all $(manifest_lines) fsync'd files in the manifest read back with their sha256 ($1)"
 }
 
-# --- the trap: take everything down whatever state a failure left behind --------------
-preserve() {
+# --- the EXIT trap (lib.sh's cleanup) calls these ---------------------------------------
+before_teardown() { stop_writer 5 || true; }
+after_teardown() {  # the stack is gone: a writer blocked on it dies now
+  stop_writer 20 || { log "writer (pid $writer_pid) survives SIGKILL for 20 s"; return 1; }
+}
+on_failure() {  # keep the pool, the logs and the manifest
   local keep
   keep="$(mktemp -d /var/tmp/kill-ext4-failure-XXXXXX)" || return 0
   cp --sparse=always "$pool" "$keep/" 2>/dev/null || true
-  cp "$daemon_log" "$fuse_log" "$writer_log" "$check_log" "$manifest" "$keep/" 2>/dev/null || true
+  cp "$tmp"/*.log "$tmp/check.out" "$manifest" "$keep/" 2>/dev/null || true
   log "pool, logs and manifest kept in $keep"
 }
-cleanup() {
-  local status=$?
-  trap - ERR
-  set +e
-  if [[ -n "$writer_pid" ]]; then stop_writer 5; fi
-  if [[ -n "$daemon_pid" ]] && alive "$daemon_pid"; then
-    # The server still answers: take it down in order (lazily if a step is stuck).
-    unmount_fs
-    detach_loop
-    unmount_fuse
-  fi
-  crash_teardown   # whatever is left, with the server dead or alive
-  if [[ -n "$daemon_pid" ]]; then
-    kill -TERM "$daemon_pid" 2>/dev/null
-    wait_gone "$daemon_pid" 20 || kill -KILL "$daemon_pid" 2>/dev/null
-    wait_gone "$daemon_pid" 10
-    reap "$daemon_pid"
-  fi
-  case $status in 0 | 77 | 130 | 143) ;; *) preserve ;; esac
-  local left_mounts left_loops
-  left_mounts="$(our_mounts)" left_loops="$(our_loops)"
-  if [[ -n "$left_mounts" || -n "$left_loops" || -n "$writer_pid" ]]; then
-    log "left behind: mounts [${left_mounts//$'\n'/ }] loops [${left_loops//$'\n'/ }]" \
-        "writer [${writer_pid}]; keeping $tmp"
-    [[ $status -eq 0 ]] && status=1
-  else
-    rm -rf "$tmp"
-  fi
-  exit "$status"
-}
-trap cleanup EXIT
-trap "exit 130" INT
-trap "exit 143" TERM
-trap 'fail "line $LINENO: command failed: $BASH_COMMAND"' ERR
 
 # --- a round: write until killed, crash teardown, check, restart, fsck, verify ---------
 write_and_kill() {  # the filesystem is mounted; start the writer, kill snapstored mid-write
@@ -362,7 +157,7 @@ write_and_kill() {  # the filesystem is mounted; start the writer, kill snapstor
   before="$(manifest_lines)"
   started=$SECONDS
   echo "=== round $round, seed $seed, $(date +%T) ===" >>"$writer_log"
-  "$PY" -c "$WRITER_PY" "$fs_dir" "round-$round" "$manifest" "$seed" "$WRITER_CAP" \
+  "$PY" -c "$WRITER_PY" "$fs" "round-$round" "$manifest" "$seed" "$WRITER_CAP" \
     >>"$writer_log" 2>&1 &
   writer_pid=$!
   for ((i = 0; ; i++)); do
@@ -376,7 +171,7 @@ write_and_kill() {  # the filesystem is mounted; start the writer, kill snapstor
   done
   sleep "0.$((RANDOM % 5))$((RANDOM % 10))"  # land the kill somewhere inside a file
   alive "$writer_pid" || fail "writer stopped before the kill (round $round)"
-  fuse_lines="$(wc -l <"$fuse_log")"
+  fuse_lines="$(wc -l <"${fuse_log[origin]}")"
   kill -KILL "$daemon_pid"
   n=$(($(manifest_lines) - before))
   bytes="$(round_bytes "$round")"
@@ -385,36 +180,33 @@ write_and_kill() {  # the filesystem is mounted; start the writer, kill snapstor
   wait_gone "$daemon_pid" 20 || fail "snapstored survives SIGKILL for 20 s"
   reap "$daemon_pid"
   daemon_pid=""
-  crash_teardown
+  crash_down
   [[ -z "$(our_mounts)" ]] || fail "still mounted after the crash teardown: $(our_mounts)"
   [[ -z "$(our_loops)" ]] || fail "loop device still attached after the crash teardown: $(our_loops)"
   [[ -z "$writer_pid" ]] || fail "writer (pid $writer_pid) does not die"
   local note=""
-  tail -n "+$((fuse_lines + 1))" "$fuse_log" | grep -q "Assertion" &&
-    note=" (nbdfuse aborted on an assertion after the connection was lost: see nbdfuse.log)"
+  tail -n "+$((fuse_lines + 1))" "${fuse_log[origin]}" | grep -q "Assertion" &&
+    note=" (nbdfuse aborted on an assertion after the connection was lost: see nbdfuse-origin.log)"
   log "round $round: stack taken down with the server dead$note"
 }
 recover_and_verify() {
   local round=$1
   check_pool "after kill $round"
-  start_daemon
-  attach
-  if needs_recovery; then
-    log "ext4 journal needs recovery: mount + umount to replay it"
-    mount_fs
-    timeout "$T" umount "$fs_dir"
-  fi
-  check_fsck "after kill $round"
-  mount_fs
+  serve
+  attach origin
+  replay_journal origin
+  check_fsck origin "after kill $round"
+  mount_fs origin
   verify_manifest "after kill $round"
 }
 
 # --- 1. first start: fresh pool, mkfs.ext4 ----------------------------------------------
 log "snapstored on a fresh $((POOL_SIZE / MiB)) MiB pool in $tmp"
-start_daemon
-attach
-timeout "$T" mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "$loop_dev"
-mount_fs
+serve
+attach origin
+fs="${fs_dir[origin]}"
+timeout "$T" mkfs.ext4 -q -F -E lazy_itable_init=0,lazy_journal_init=0 "${loop_dev[origin]}"
+mount_fs origin
 
 # --- 2. kill rounds ---------------------------------------------------------------------
 for ((round = 1; round <= ROUNDS; round++)); do
@@ -425,10 +217,10 @@ for ((round = 1; round <= ROUNDS; round++)); do
   if ((round > 2)); then
     # Make room (the disk is 256 MiB): drop round N-2's files, which have survived two
     # kills already, from the filesystem and from the manifest.
-    rm -rf "${fs_dir:?}/round-$((round - 2))"
-    timeout "$T" sync -f "$fs_dir"
+    rm -rf "${fs:?}/round-$((round - 2))"
+    timeout "$T" sync -f "$fs"
     # and give the blocks back to the pool (a 256 MiB volume on a 256 MiB pool is thin)
-    timeout "$T" fstrim "$fs_dir" || log "fstrim $fs_dir failed; the pool keeps the blocks"
+    timeout "$T" fstrim "$fs" || log "fstrim $fs failed; the pool keeps the blocks"
     grep -v -F "  round-$((round - 2))/" "$manifest" >"$manifest.new" || true
     mv "$manifest.new" "$manifest"
   fi
@@ -437,11 +229,11 @@ for ((round = 1; round <= ROUNDS; round++)); do
 done
 
 # --- 3. orderly end: umount, fsck, SIGTERM -> 0, check ----------------------------------
-timeout "$T" umount "$fs_dir"
-check_fsck "final"
-detach_loop
-unmount_fuse
-stop_daemon
+timeout "$T" umount "$fs"
+check_fsck origin "final"
+detach_loop origin
+unmount_fuse origin
+stop_daemon 20
 check_pool "after SIGTERM"
 [[ -z "$(our_mounts)" ]] || fail "still mounted at the end: $(our_mounts)"
 log "PASS: $((round - 1)) kill round(s), $(manifest_lines) fsync'd files verified"
