@@ -2,7 +2,7 @@
 // (SSE4.2, one stream), XXH3-64 (the library's default entry point and its runtime
 // dispatch, which picks AVX2/AVX-512) and XXH64 from libxxhash. The pool format uses the
 // winner; docs/format.md records the figures.
-// Build and run: g++ -O2 bench/checksum_bench.cpp -lxxhash -o /tmp/checksum_bench && /tmp/checksum_bench
+// Run: build/bench/checksum_bench
 #include <nmmintrin.h>
 #define XXH_DISPATCH_DISABLE_REPLACE  // both entry points, by their own names
 #include <xxh_x86dispatch.h>

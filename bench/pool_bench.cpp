@@ -6,10 +6,7 @@
 // POOL is created (SIZE of origin, the pool file sized as `snapstored format --size SIZE`
 // makes it, or written full of zeroes first with --prealloc) and filled with random data
 // by 1 MiB writes before the jobs run. flush:N = N times (one 4 KiB random write, flush).
-// Build (after a Release build in build-bench):
-//   B=build-bench; g++ -std=c++20 -O2 -Iinclude -Isrc bench/pool_bench.cpp \
-//     $B/src/libsnapstore_volume.a $B/src/libsnapstore_btree.a $B/src/libsnapstore_store.a \
-//     -lspdlog -lfmt -lxxhash -lpthread -o $B/pool_bench
+// Build: the pool_bench target (bench/CMakeLists.txt), best in a Release build directory.
 #include <sys/resource.h>
 
 #include <chrono>
