@@ -1,11 +1,12 @@
 // pool_bench: the pool engine's own cost per operation, without NBD or a client: CPU time
 // (getrusage, all threads) and wall time per operation on a pool file.
 //
-//   pool_bench POOL SIZE [--prealloc] JOB...     JOB: flush:N | randwrite:N | seqwrite:N |
-//                                                     seqread:N | randread:N
-// POOL is created (SIZE of origin, the pool file sized as `snapstored format --size SIZE`
-// makes it, or written full of zeroes first with --prealloc) and filled with random data
-// by 1 MiB writes before the jobs run. flush:N = N times (one 4 KiB random write, flush).
+//   pool_bench POOL SIZE_MIB [--spare MIB] [--prealloc] JOB...
+//     JOB: flush:N | randwrite:N | seqwrite:N | seqread:N | randread:N
+// POOL is created (an origin of SIZE_MIB, the pool file sized as `snapstored format --size
+// SIZE+SPARE` makes it, written full of zeroes first with --prealloc) and the origin is
+// filled with random data by 1 MiB writes before the jobs run. flush:N = N times (one
+// 4 KiB random write, then a flush); seq* go through the volume 1 MiB at a time.
 // Build: the pool_bench target (bench/CMakeLists.txt), best in a Release build directory.
 #include <sys/resource.h>
 
@@ -43,19 +44,26 @@ double now() {
 
 int main(int argc, char** argv) {
   if (argc < 4) {
-    std::fprintf(stderr, "usage: pool_bench POOL SIZE_MIB [--prealloc] JOB...\n");
+    std::fprintf(stderr, "usage: pool_bench POOL SIZE_MIB [--spare MIB] [--prealloc] JOB...\n");
     return 2;
   }
   const std::string path = argv[1];
   const std::uint64_t size = std::strtoull(argv[2], nullptr, 10) << 20;
   int arg = 3;
   bool prealloc = false;
-  if (std::string(argv[arg]) == "--prealloc") {
-    prealloc = true;
-    ++arg;
+  std::uint64_t spare = 0;
+  for (; arg < argc && std::string(argv[arg]).starts_with("--"); ++arg) {
+    if (std::string(argv[arg]) == "--prealloc") {
+      prealloc = true;
+    } else if (std::string(argv[arg]) == "--spare" && arg + 1 < argc) {
+      spare = std::strtoull(argv[++arg], nullptr, 10) << 20;
+    } else {
+      std::fprintf(stderr, "pool_bench: unknown option %s\n", argv[arg]);
+      return 2;
+    }
   }
   std::remove(path.c_str());
-  const std::uint64_t file_size = pool_file_size_for(size);
+  const std::uint64_t file_size = pool_file_size_for(size + spare);
   auto dev = FileDevice::open(path, {.create = true, .create_size = file_size});
   if (!dev) die("open", dev.status());
   std::mt19937_64 rng(42);
