@@ -28,6 +28,7 @@ packages=(
   mount               # mount, umount and losetup: the ext4-over-nbdfuse test
   procps              # pgrep/ps: checking on the daemon in scripts
   python3             # picks a free TCP port in the shell tests
+  python3-libnbd      # scripts/incremental-backup.py (libnbd from /usr/bin/python3)
 )
 
 missing=()

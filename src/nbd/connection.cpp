@@ -15,8 +15,13 @@ namespace asio = boost::asio;
 using asio::awaitable;
 using asio::use_awaitable;
 
+namespace {
+std::atomic<std::uint64_t> next_connection_id{1};
+}  // namespace
+
 Connection::Connection(socket_type socket, ConnectionContext& context, std::string peer)
-    : socket_(std::move(socket)),
+    : id_(next_connection_id++),
+      socket_(std::move(socket)),
       context_(context),
       peer_(std::move(peer)),
       handshake_timer_(socket_.get_executor()),
@@ -89,12 +94,26 @@ bool Connection::start_session() {
       });
   {
     std::lock_guard lock(mutex_);
-    export_name_ = negotiated_.export_name;
     session_ = session;
   }
   session->start();
   if (stopping_) session->stop();  // a stop() that came in while we were handing over
   return true;
+}
+
+// Attaches this connection to the export negotiation chose, unless the export has left the
+// table (or now names another volume) since negotiation looked it up. The name is published
+// before the table is checked again: either the check sees the removal, or the remover's
+// later scan for attached connections sees this one (connection.h, invariant 4).
+bool Connection::claim_export(const Negotiated& negotiated) {
+  {
+    std::lock_guard lock(mutex_);
+    export_name_ = negotiated.export_name;
+  }
+  if (context_.exports.find(negotiated.export_name) == negotiated.volume) return true;
+  std::lock_guard lock(mutex_);
+  export_name_.clear();
+  return false;
 }
 
 // Runs the clean-up on the io thread, which then drops the last reference: a Connection
@@ -136,6 +155,12 @@ awaitable<bool> Connection::negotiate() {
   std::array<std::byte, option_header_size> header;
   std::vector<std::byte> data;
   while (!broken_ && !stopping_) {
+    if (step.action == HandshakeStep::next::enter_transmission &&
+        !claim_export(handshake.negotiated())) {
+      spdlog::info("{}: export '{}' was removed during negotiation", peer_,
+                   handshake.negotiated().export_name);
+      step = handshake.on_export_gone();
+    }
     co_await send_now(std::move(step.reply));
     switch (step.action) {
       case HandshakeStep::next::close:
@@ -164,8 +189,11 @@ void ConnectionRegistry::add(const std::shared_ptr<Connection>& c) {
 }
 
 void ConnectionRegistry::remove(const Connection* c) {
-  std::lock_guard lock(mutex_);
-  std::erase_if(connections_, [c](const std::shared_ptr<Connection>& p) { return p.get() == c; });
+  {
+    std::lock_guard lock(mutex_);
+    std::erase_if(connections_, [c](const std::shared_ptr<Connection>& p) { return p.get() == c; });
+  }
+  removed_.notify_all();
 }
 
 void ConnectionRegistry::stop_all() {
@@ -174,6 +202,38 @@ void ConnectionRegistry::stop_all() {
 
 void ConnectionRegistry::force_close_all() {
   for (auto& c : live()) c->force_close();
+}
+
+std::vector<std::uint64_t> ConnectionRegistry::stop_attached(std::string_view export_name) {
+  std::vector<std::uint64_t> ids;
+  for (auto& c : live()) {
+    if (c->export_name() != export_name) continue;
+    ids.push_back(c->id());
+    c->stop();
+  }
+  return ids;
+}
+
+void ConnectionRegistry::force_close(std::span<const std::uint64_t> ids) {
+  for (auto& c : live())
+    if (std::find(ids.begin(), ids.end(), c->id()) != ids.end()) c->force_close();
+}
+
+std::size_t ConnectionRegistry::count_of_locked(std::span<const std::uint64_t> ids) const {
+  return static_cast<std::size_t>(std::count_if(
+      connections_.begin(), connections_.end(),
+      [&](const auto& p) { return std::find(ids.begin(), ids.end(), p->id()) != ids.end(); }));
+}
+
+std::size_t ConnectionRegistry::count_of(std::span<const std::uint64_t> ids) const {
+  std::lock_guard lock(mutex_);
+  return count_of_locked(ids);
+}
+
+bool ConnectionRegistry::wait_gone(std::span<const std::uint64_t> ids,
+                                   std::chrono::steady_clock::time_point deadline) const {
+  std::unique_lock lock(mutex_);
+  return removed_.wait_until(lock, deadline, [&] { return count_of_locked(ids) == 0; });
 }
 
 std::vector<std::shared_ptr<Connection>> ConnectionRegistry::live() const {

@@ -15,15 +15,6 @@ HandshakeStep close_step(std::vector<std::byte> reply, std::string reason) {
   return s;
 }
 
-bool is_known_context(std::string_view name) { return name == base_allocation_context; }
-
-// Contexts a LIST query names: an exact name, or a namespace ("base:") listing all of it.
-std::vector<std::string> contexts_listed_by(std::string_view query) {
-  if (query == "base:" || query == base_allocation_context)
-    return {std::string(base_allocation_context)};
-  return {};
-}
-
 }  // namespace
 
 Handshake::Handshake(const ExportTable& exports, HandshakeLimits limits)
@@ -176,7 +167,7 @@ HandshakeStep Handshake::handle_meta_context(std::uint32_t option,
   const bool setting = option == opt_set_meta_context;
   // proto.md: SET_META_CONTEXT replaces the selection even when it fails.
   if (setting) {
-    negotiated_.meta_contexts.clear();
+    selected_.clear();
     meta_context_export_.clear();
   }
   if (!negotiated_.structured_replies)
@@ -196,26 +187,29 @@ HandshakeStep Handshake::handle_meta_context(std::uint32_t option,
     queries.push_back(std::move(query));
   }
   if (r.remaining() != 0) return reply_only(rep_err_invalid, "trailing bytes in meta context request");
-  if (!exports_.find(name)) return reply_only(rep_err_unknown, "no export named '" + name + "'");
+  VolumePtr volume = exports_.find(name);
+  if (!volume) return reply_only(rep_err_unknown, "no export named '" + name + "'");
 
   std::vector<std::string> matches;
-  if (!setting && queries.empty()) matches = contexts_listed_by("base:");
+  if (!setting && queries.empty()) matches = default_listed_contexts(*volume);
   for (const std::string& q : queries) {
-    std::vector<std::string> found =
-        setting ? (is_known_context(q) ? std::vector<std::string>{q} : std::vector<std::string>{})
-                : contexts_listed_by(q);
-    for (std::string& m : found)
-      if (std::find(matches.begin(), matches.end(), m) == matches.end()) matches.push_back(m);
+    for (std::string& m : contexts_for_query(q, *volume, !setting)) {
+      if (std::find(matches.begin(), matches.end(), m) != matches.end()) continue;
+      if (matches.size() == limits_.max_meta_contexts)
+        return reply_only(rep_err_too_big, "too many metadata contexts in one request");
+      matches.push_back(std::move(m));
+    }
   }
-  if (setting) meta_context_export_ = name;
   std::vector<std::byte> out;
   for (std::size_t i = 0; i < matches.size(); ++i) {
-    std::uint32_t id = setting ? static_cast<std::uint32_t>(i + 1) : 0;
-    if (setting) negotiated_.meta_contexts.push_back({id, matches[i]});
+    // Ids are 1, 2, ... in the order of the queries; 0 in LIST replies (proto.md: reserved).
+    const std::uint32_t id = setting ? static_cast<std::uint32_t>(i + 1) : 0;
+    if (setting) selected_.push_back({id, matches[i]});
     std::vector<std::byte> body;
     WireWriter(body).u32(id).text(matches[i]);
     append_reply(out, rep_meta_context, body);
   }
+  if (setting) meta_context_export_ = name;
   append_reply(out, rep_ack, {});
   HandshakeStep s;
   s.reply = std::move(out);
@@ -224,7 +218,7 @@ HandshakeStep Handshake::handle_meta_context(std::uint32_t option,
 
 HandshakeStep Handshake::enter_transmission(std::vector<std::byte> reply, std::string name,
                                             VolumePtr volume) {
-  if (name != meta_context_export_) negotiated_.meta_contexts.clear();
+  negotiated_.meta_contexts = name == meta_context_export_ ? selected_ : std::vector<MetaContext>{};
   negotiated_.transmission_flags =
       transmission_flags_for(*volume, negotiated_.structured_replies);
   negotiated_.export_name = std::move(name);
@@ -233,6 +227,16 @@ HandshakeStep Handshake::enter_transmission(std::vector<std::byte> reply, std::s
   s.reply = std::move(reply);
   s.action = HandshakeStep::next::enter_transmission;
   return s;
+}
+
+HandshakeStep Handshake::on_export_gone() {
+  const std::string name = std::move(negotiated_.export_name);
+  negotiated_.export_name.clear();
+  negotiated_.volume.reset();
+  negotiated_.meta_contexts.clear();
+  negotiated_.transmission_flags = 0;
+  if (option_ != opt_go) return close_step({}, "export '" + name + "' was removed");
+  return reply_only(rep_err_unknown, "export '" + name + "' was removed");
 }
 
 HandshakeStep Handshake::reply_only(std::uint32_t type, std::string_view message) {

@@ -15,7 +15,15 @@
 //     INFO/GO/meta-context options; a closed connection for EXPORT_NAME, which cannot
 //     carry an error). There is no default export.
 //  4. Unknown options get NBD_REP_ERR_UNSUP and negotiation continues.
-//  5. Metadata contexts selected for one export are dropped if GO picks another one.
+//  5. Metadata contexts selected for one export are dropped if GO picks another one. Which
+//     contexts exist and what a query finds is meta_context.h's business; a context is
+//     selected only if the export's volume offers it at the time of SET_META_CONTEXT, and
+//     more than limits.max_meta_contexts matches is NBD_REP_ERR_TOO_BIG (nothing selected).
+//  6. Entering transmission is two steps for the connection: the step that says
+//     enter_transmission carries the final reply, but the connection may still call
+//     on_export_gone() instead of sending it (the export was removed from the ExportTable
+//     after GO looked it up): GO is then refused with NBD_REP_ERR_UNKNOWN and negotiation
+//     goes on with the earlier metadata context selection intact; EXPORT_NAME closes.
 #pragma once
 
 #include <cstdint>
@@ -23,22 +31,18 @@
 #include <string>
 #include <vector>
 
+#include "nbd/meta_context.h"
 #include "nbd/wire.h"
 #include "volume/export_table.h"
 
 namespace snapstore::nbd {
 
-inline constexpr std::string_view base_allocation_context = "base:allocation";
-
 struct HandshakeLimits {
   std::uint32_t max_option_length = 64 * 1024;  // bytes of option data we accept
   std::uint32_t max_name_length = 4096;         // export names and context queries
   std::uint32_t max_options = 1024;             // options per connection before we give up
-};
-
-struct MetaContext {
-  std::uint32_t id = 0;
-  std::string name;
+  // Contexts one LIST/SET may find; each selected context costs a lookup per BLOCK_STATUS.
+  std::uint32_t max_meta_contexts = 64;
 };
 
 // What negotiation settled on; valid once a step returned enter_transmission.
@@ -66,6 +70,8 @@ class Handshake {
   HandshakeStep on_client_flags(std::uint32_t flags);
   HandshakeStep on_option_header(std::span<const std::byte> header);  // 16 bytes
   HandshakeStep on_option_data(std::span<const std::byte> data);
+  // Instead of sending an enter_transmission step: the export it named has gone (see 6).
+  HandshakeStep on_export_gone();
 
   const Negotiated& negotiated() const { return negotiated_; }
 
@@ -91,7 +97,8 @@ class Handshake {
   bool no_zeroes_ = false;
   std::uint32_t option_ = 0;
   std::uint32_t options_seen_ = 0;
-  std::string meta_context_export_;
+  std::string meta_context_export_;    // the export the last SET_META_CONTEXT named
+  std::vector<MetaContext> selected_;  // what it selected there
   Negotiated negotiated_;
 };
 

@@ -7,6 +7,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <future>
+
 namespace snapstore::nbd {
 
 namespace asio = boost::asio;
@@ -102,6 +104,43 @@ void Server::watch_stop() {
   stop_timer_.async_wait([this](boost::system::error_code ec) {
     if (!ec) watch_stop();
   });
+}
+
+}  // namespace snapstore::nbd
+
+namespace snapstore::nbd {
+
+namespace {
+// After force-closing, how long disconnect_export waits before it reports what is left.
+constexpr std::chrono::milliseconds force_close_grace{1000};
+}  // namespace
+
+Status Server::disconnect_export(std::string_view export_name, std::chrono::milliseconds timeout) {
+  if (io_.get_executor().running_in_this_thread())
+    return invalid_argument("disconnect_export cannot wait on the io thread");
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  const std::string name(export_name);
+  auto stopped = std::make_shared<std::promise<std::vector<std::uint64_t>>>();
+  auto ids_future = stopped->get_future();
+  asio::post(io_, [this, stopped, name] { stopped->set_value(registry_.stop_attached(name)); });
+  if (ids_future.wait_until(deadline) != std::future_status::ready)
+    return Status(errc::busy, "the NBD server did not get to disconnecting '" + name + "' within " +
+                                  std::to_string(timeout.count()) + " ms");
+  const std::vector<std::uint64_t> ids = ids_future.get();
+  if (registry_.wait_gone(ids, deadline)) {
+    spdlog::info("export '{}': {} connection(s) disconnected", name, ids.size());
+    return Status::ok();
+  }
+  const std::size_t late = registry_.count_of(ids);
+  asio::post(io_, [this, ids] { registry_.force_close(ids); });
+  (void)registry_.wait_gone(ids, std::chrono::steady_clock::now() + force_close_grace);
+  const std::size_t left = registry_.count_of(ids);
+  spdlog::warn("export '{}': {} connection(s) force-closed after {} ms, {} still open", name, late,
+               timeout.count(), left);
+  return Status(errc::busy, std::to_string(late) + " connection(s) to '" + name +
+                                "' did not finish within " + std::to_string(timeout.count()) +
+                                " ms and were force-closed; " + std::to_string(left) +
+                                " still open");
 }
 
 }  // namespace snapstore::nbd

@@ -8,6 +8,8 @@
 //  3. stop() closes the listeners and stops every connection gracefully (after
 //     stop_grace, blocked sends are broken); once they have all finished, the io_context
 //     runs out of work.
+//  4. disconnect_export(name) ends the connections attached to one export the way stop()
+//     ends them all, and waits for them: the clients of other exports are untouched.
 #pragma once
 
 #include "nbd/asio.h"
@@ -37,6 +39,23 @@ class Server {
   Status listen_unix(const std::filesystem::path& path, unsigned mode, int gid = -1);
   std::uint16_t tcp_port() const { return tcp_port_; }
   void stop();
+
+  // Makes every connection attached to `export_name` stop reading requests, run and answer
+  // the ones it already has, then close; returns once they have all gone, so
+  // connections().count_attached(export_name) is 0 unless clients attached since.
+  // "Already has" = read, or waiting in the socket's receive queue: the socket is shut for
+  // reading, which on a Unix socket also stops the client sending more; a TCP client that
+  // keeps sending is cut off by the timeout.
+  // After `timeout`, the remaining ones are force-closed (replies not yet sent are lost)
+  // and the result is errc::busy, saying how many were still open a moment later (a
+  // request stuck inside the volume keeps its connection until the volume returns).
+  //
+  // Call from any thread except the io thread (it waits for work done there; on the io
+  // thread the result is errc::invalid_argument at once). To keep clients from attaching
+  // again, remove the export from the ExportTable first: a client still negotiating is then
+  // refused (GO gets NBD_REP_ERR_UNKNOWN, EXPORT_NAME a closed connection).
+  Status disconnect_export(std::string_view export_name, std::chrono::milliseconds timeout);
+
   ConnectionRegistry& connections() { return registry_; }
 
  private:

@@ -87,10 +87,28 @@ Status execute_write_zeroes(Volume& volume, const Request& r) {
   return volume.write_zeroes(r.offset, r.length, may_unmap, fast_only, r.flags & cmd_flag_fua);
 }
 
+// The extents of `context` over the request. A changed context whose peer volume has gone
+// since SET_META_CONTEXT (deleted) is EINVAL, not EIO: nothing failed in storage and retrying
+// does not help; the question the client selected no longer has an answer, while the rest of
+// the connection (reads, writes, base:allocation) stays fine and EIO would make clients treat
+// the disk as failing. Never answered with made-up
+// flags: "all changed" or "all same" would both be wrong data.
+Result<std::vector<Extent>> context_extents(Volume& volume, const MetaContext& context,
+                                            const Request& r) {
+  auto kind = parse_context_name(context.name);
+  if (!kind) return invalid_argument("unknown metadata context '" + context.name + "'");
+  if (kind->what == ContextKind::kind::allocation) return volume.block_status(r.offset, r.length);
+  auto extents = volume.changed_extents(kind->peer, r.offset, r.length);
+  if (!extents && extents.status().code() == errc::not_found)
+    return invalid_argument("context '" + context.name +
+                            "' has nothing to compare with now: " + extents.status().message());
+  return extents;
+}
+
 // Appends one BLOCK_STATUS chunk body for `context` to `body`, or returns an error.
 Status block_status_chunk(const TransmissionContext& ctx, const Request& r,
                           const MetaContext& context, std::vector<std::byte>& body) {
-  auto extents = ctx.volume.block_status(r.offset, r.length);
+  auto extents = context_extents(ctx.volume, context, r);
   if (!extents) return extents.status();
   WireWriter w(body);
   w.u32(context.id);

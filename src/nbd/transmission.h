@@ -10,7 +10,10 @@
 //     simple reply); a successful read is one OFFSET_DATA or one OFFSET_HOLE chunk
 //     (so DF is always honoured), flagged DONE.
 //  3. A BLOCK_STATUS reply carries one chunk per selected metadata context; with REQ_ONE,
-//     one descriptor each; descriptors never extend past the request.
+//     one descriptor each; descriptors never extend past the request. base:allocation
+//     comes from Volume::block_status, x-snapstore:changed:NAME from changed_extents(NAME).
+//     If any context fails, the whole reply is one error chunk (no partial chunks); a
+//     changed context whose volume NAME no longer exists fails with EINVAL.
 #pragma once
 
 #include <cstdint>

@@ -6,6 +6,10 @@
 //     export, and the empty name is an ordinary (normally absent) name.
 //  3. All methods are safe to call concurrently (one mutex; the table is small and
 //     looked up once per connection, never per request).
+//  4. The table decides who may attach, not who is attached: after remove(), new clients
+//     are refused at once, while clients already attached keep the volume they attached to
+//     until nbd::Server::disconnect_export ends their connections. add() of a name makes it
+//     listed and attachable at once.
 #pragma once
 
 #include <map>

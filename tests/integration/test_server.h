@@ -64,6 +64,11 @@ class InProcessServer {
   MemoryVolume& volume(const std::string& name) { return *volumes_.at(name); }
   const std::map<std::string, std::string>& descriptions() const { return descriptions_; }
   std::size_t connection_count() { return server_->connections().count(); }
+  // The live export table (tests add and remove exports while the server runs), the
+  // server itself (disconnect_export, the connection registry) and its io_context.
+  ExportTable& exports() { return exports_; }
+  nbd::Server& server() { return *server_; }
+  boost::asio::io_context& io() { return io_; }
   NbdHandle connect(const ConnectOptions& options = {}) { return connect_unix(socket_, options); }
   NbdHandle connect(const std::string& export_name) {
     ConnectOptions o;

@@ -192,52 +192,72 @@ TEST(BTree, RemoveRangeEmptiesAndRebalances) {
   expect_matches(s.tree(), r, model);
 }
 
-TEST(BTree, ClonesShareUntilWrittenAndKeepCountsExact) {
-  MetadataStack s;
-  std::mt19937_64 rng(11);
-  std::vector<BlockPointer> roots{*s.tree().create()};
-  std::vector<std::map<std::uint64_t, std::uint64_t>> models(1);
-  std::uint64_t next_id = 1;
-  auto set_value = [&](std::size_t t, std::uint64_t key) {
-    // The tree never releases an overwritten value; the caller does (as the volume layer will).
+// Several trees (clones of one another) over one MetadataStack, each with a std::map
+// model. Overwritten and removed values are released here, as the volume layer does.
+struct Forest {
+  explicit Forest(MetadataStack& stack) : s(stack), roots{*stack.tree().create()}, models(1) {}
+
+  void set(std::size_t t, std::uint64_t key) {
     std::array<std::byte, value_size> old{};
     bool replaced = false;
-    std::uint64_t id = next_id++;
+    const std::uint64_t id = next_id++;
     s.value_refs()[id] += 1;
     roots[t] = *s.tree().insert(roots[t], key, make_value(id), old, &replaced);
     if (replaced) --s.value_refs()[value_id(old)];
     models[t][key] = id;
-  };
-  for (int i = 0; i < 2000; ++i) set_value(0, rng() % 5000);
-  for (int round = 0; round < 30; ++round) {
-    const std::size_t src = rng() % roots.size();
+  }
+  void erase(std::size_t t, std::uint64_t key) {
+    std::array<std::byte, value_size> old{};
+    bool removed = false;
+    roots[t] = *s.tree().remove(roots[t], key, old, &removed);
+    if (removed) --s.value_refs()[value_id(old)];
+    models[t].erase(key);
+  }
+  void clone(std::size_t src) {
     s.tree().clone(roots[src]);
     roots.push_back(roots[src]);
     models.push_back(models[src]);
-    for (int i = 0; i < 200; ++i) {
-      const std::size_t t = rng() % roots.size();
-      const std::uint64_t key = rng() % 5000;
-      if (rng() % 4 == 0) {
-        std::array<std::byte, value_size> old{};
-        bool removed = false;
-        roots[t] = *s.tree().remove(roots[t], key, old, &removed);
-        if (removed) --s.value_refs()[value_id(old)];
-        models[t].erase(key);
-      } else {
-        set_value(t, key);
-      }
-    }
-    if (round % 5 == 4 && roots.size() > 2) {  // delete a tree while its clones live on
-      const std::size_t victim = rng() % roots.size();
-      ASSERT_TRUE(s.tree().release(roots[victim]));
-      roots.erase(roots.begin() + static_cast<long>(victim));
-      models.erase(models.begin() + static_cast<long>(victim));
-    }
+  }
+  void drop(std::size_t t) {  // forget a tree the caller has released
+    roots.erase(roots.begin() + static_cast<long>(t));
+    models.erase(models.begin() + static_cast<long>(t));
+  }
+  void commit() {
     std::vector<BlockPointer*> ptrs;
     for (auto& r : roots) ptrs.push_back(&r);
     s.commit(ptrs);
-    s.check(roots);
+  }
+  void expect_models() {
     for (std::size_t t = 0; t < roots.size(); ++t) expect_matches(s.tree(), roots[t], models[t]);
+  }
+
+  MetadataStack& s;
+  std::vector<BlockPointer> roots;
+  std::vector<std::map<std::uint64_t, std::uint64_t>> models;
+  std::uint64_t next_id = 1;
+};
+
+TEST(BTree, ClonesShareUntilWrittenAndKeepCountsExact) {
+  MetadataStack s;
+  Forest f(s);
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 2000; ++i) f.set(0, rng() % 5000);
+  for (int round = 0; round < 30; ++round) {
+    f.clone(rng() % f.roots.size());
+    for (int i = 0; i < 200; ++i) {
+      const std::size_t t = rng() % f.roots.size();
+      const std::uint64_t key = rng() % 5000;
+      if (rng() % 4 == 0) f.erase(t, key);
+      else f.set(t, key);
+    }
+    if (round % 5 == 4 && f.roots.size() > 2) {  // delete a tree while its clones live on
+      const std::size_t victim = rng() % f.roots.size();
+      ASSERT_TRUE(s.tree().release(f.roots[victim]));
+      f.drop(victim);
+    }
+    f.commit();
+    s.check(f.roots);
+    f.expect_models();
   }
 }
 
@@ -349,85 +369,56 @@ namespace {
 // steps) must keep every other tree intact and every count exact.
 TEST(BTree, DiffAndStepwiseReleaseAgainstModels) {
   MetadataStack s;
+  Forest f(s);
   std::mt19937_64 rng(29);
-  std::vector<BlockPointer> roots{*s.tree().create()};
-  std::vector<std::map<std::uint64_t, std::uint64_t>> models(1);
-  std::uint64_t next_id = 1;
-  auto set_value = [&](std::size_t t, std::uint64_t key) {
-    std::array<std::byte, value_size> old{};
-    bool replaced = false;
-    const std::uint64_t id = next_id++;
-    s.value_refs()[id] += 1;
-    roots[t] = *s.tree().insert(roots[t], key, make_value(id), old, &replaced);
-    if (replaced) --s.value_refs()[value_id(old)];
-    models[t][key] = id;
-  };
-  auto commit_all = [&] {
-    std::vector<BlockPointer*> ptrs;
-    for (auto& r : roots) ptrs.push_back(&r);
-    s.commit(ptrs);
-  };
-  for (int i = 0; i < 3000; ++i) set_value(0, rng() % 20000);
+  for (int i = 0; i < 3000; ++i) f.set(0, rng() % 20000);
   for (int round = 0; round < 8; ++round) {
-    const std::size_t src = rng() % roots.size();
-    s.tree().clone(roots[src]);
-    roots.push_back(roots[src]);
-    models.push_back(models[src]);
+    f.clone(rng() % f.roots.size());
     const int changes = round % 2 == 0 ? 5 : 300;
     for (int i = 0; i < changes; ++i) {
-      const std::size_t t = rng() % roots.size();
+      const std::size_t t = rng() % f.roots.size();
       const std::uint64_t key = rng() % 20000;
-      if (rng() % 5 == 0) {
-        std::array<std::byte, value_size> old{};
-        bool removed = false;
-        roots[t] = *s.tree().remove(roots[t], key, old, &removed);
-        if (removed) --s.value_refs()[value_id(old)];
-        models[t].erase(key);
-      } else {
-        set_value(t, key);
-      }
+      if (rng() % 5 == 0) f.erase(t, key);
+      else f.set(t, key);
     }
-    commit_all();
+    f.commit();
   }
-  for (std::size_t a = 0; a < roots.size(); ++a)
-    for (std::size_t b = 0; b < roots.size(); ++b) {
+  for (std::size_t a = 0; a < f.roots.size(); ++a)
+    for (std::size_t b = 0; b < f.roots.size(); ++b) {
       const std::uint64_t lo = rng() % 5000, hi = lo + rng() % 20000;
       std::vector<std::uint64_t> want, got;
       for (std::uint64_t k = lo; k < hi; ++k) {
-        auto ia = models[a].find(k), ib = models[b].find(k);
-        const bool in_a = ia != models[a].end(), in_b = ib != models[b].end();
+        auto ia = f.models[a].find(k), ib = f.models[b].find(k);
+        const bool in_a = ia != f.models[a].end(), in_b = ib != f.models[b].end();
         if (in_a != in_b || (in_a && ia->second != ib->second)) want.push_back(k);
       }
-      ASSERT_TRUE(s.tree().diff(roots[a], roots[b], lo, hi, [&](std::uint64_t k) {
+      ASSERT_TRUE(s.tree().diff(f.roots[a], f.roots[b], lo, hi, [&](std::uint64_t k) {
         got.push_back(k);
         return true;
       }));
       ASSERT_EQ(got, want) << "trees " << a << " and " << b;
     }
   // Release every tree but the last in small steps, committing in between.
-  while (roots.size() > 1) {
-    const std::size_t victim = rng() % (roots.size() - 1);
-    std::optional<BlockPointer> left = roots[victim];
-    while (left) {
+  while (f.roots.size() > 1) {
+    const std::size_t victim = rng() % (f.roots.size() - 1);
+    for (bool gone = false; !gone;) {
       std::uint64_t budget = 1 + rng() % 64, released = 0;
-      auto r = s.tree().release_some(*left, budget, released);
-      ASSERT_TRUE(r) << r.status().to_string();
-      left = *r;
-      if (left) roots[victim] = *left;
-      else roots.erase(roots.begin() + static_cast<long>(victim));
-      if (rng() % 4 == 0 || !left) {
-        commit_all();  // seals the roots: go on from the sealed pointer
-        s.check(roots);
-        if (left) left = roots[victim];
+      auto left = s.tree().release_some(f.roots[victim], budget, released);
+      ASSERT_TRUE(left) << left.status().to_string();
+      gone = !*left;
+      if (gone) f.drop(victim);
+      else f.roots[victim] = **left;
+      if (rng() % 4 == 0 || gone) {
+        f.commit();  // seals the roots: the next step starts from the sealed pointer
+        s.check(f.roots);
       }
     }
-    models.erase(models.begin() + static_cast<long>(victim));
-    for (std::size_t t = 0; t < roots.size(); ++t) expect_matches(s.tree(), roots[t], models[t]);
+    f.expect_models();
   }
-  ASSERT_TRUE(s.tree().release(roots[0]));
-  roots.clear();
-  commit_all();
-  s.check(roots);
+  ASSERT_TRUE(s.tree().release(f.roots[0]));
+  f.drop(0);
+  f.commit();
+  s.check(f.roots);
 }
 
 }  // namespace

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "nbd_test_util.h"
+#include "peer_volume.h"
 #include "volume/memory_volume.h"
 
 namespace snapstore::nbd {
@@ -675,6 +676,196 @@ TEST_F(HandshakeTest, SetMetaContextIgnoresTheBareNamespace) {
   EXPECT_EQ(hex(s.reply), hex(option_reply(opt_set_meta_context, rep_ack)));
   ASSERT_EQ(option(opt_go, info_request("disk")).action, next::enter_transmission);
   EXPECT_TRUE(hs_.negotiated().meta_contexts.empty());
+}
+
+// --- x-snapstore:changed:NAME ----------------------------------------------------------
+
+// "pooled" is a volume that can compare itself with snap1, snap2 and a:b; "disk" (a plain
+// MemoryVolume) compares with nothing.
+class ChangedContextTest : public HandshakeTest {
+ protected:
+  ChangedContextTest() {
+    pooled_->peers = {"snap1", "snap2", "a:b"};
+    EXPECT_TRUE(exports_.add("pooled", pooled_).is_ok());
+  }
+
+  // Sends SET or LIST for "pooled" with `queries`; start() and structured replies first.
+  HandshakeStep query(std::uint32_t opt, std::initializer_list<std::string_view> queries,
+                      std::string_view name = "pooled") {
+    return option(opt, meta_context_request(name, queries));
+  }
+
+  std::vector<MetaContext> selected_after_go(std::string_view name = "pooled") {
+    HandshakeStep go = option(opt_go, info_request(name));
+    EXPECT_EQ(go.action, next::enter_transmission);
+    return hs_.negotiated().meta_contexts;
+  }
+
+  std::shared_ptr<test::ScriptedPeerVolume> pooled_ =
+      std::make_shared<test::ScriptedPeerVolume>(disk_size);
+};
+
+TEST_F(ChangedContextTest, SetSelectsBaseAllocationAndAKnownPeerWithIdsInQueryOrder) {
+  start();
+  negotiate_structured();
+  HandshakeStep s = query(opt_set_meta_context, {"x-snapstore:changed:snap1", "base:allocation"});
+  Bytes expected = test::concat({
+      option_reply(opt_set_meta_context, rep_meta_context,
+                   meta_context(1, "x-snapstore:changed:snap1")),
+      option_reply(opt_set_meta_context, rep_meta_context, meta_context(2, "base:allocation")),
+      option_reply(opt_set_meta_context, rep_ack),
+  });
+  EXPECT_EQ(hex(s.reply), hex(expected));
+  EXPECT_EQ(s.action, next::read_option_header);
+  EXPECT_EQ(selected_after_go(),
+            (std::vector<MetaContext>{{1, "x-snapstore:changed:snap1"}, {2, "base:allocation"}}));
+}
+
+TEST_F(ChangedContextTest, SetSelectsSeveralPeersOnce) {
+  start();
+  negotiate_structured();
+  HandshakeStep s = query(
+      opt_set_meta_context,
+      {"x-snapstore:changed:snap2", "x-snapstore:changed:snap1", "x-snapstore:changed:snap2"});
+  Bytes expected = test::concat({
+      option_reply(opt_set_meta_context, rep_meta_context,
+                   meta_context(1, "x-snapstore:changed:snap2")),
+      option_reply(opt_set_meta_context, rep_meta_context,
+                   meta_context(2, "x-snapstore:changed:snap1")),
+      option_reply(opt_set_meta_context, rep_ack),
+  });
+  EXPECT_EQ(hex(s.reply), hex(expected));
+  EXPECT_EQ(selected_after_go().size(), 2u);
+}
+
+TEST_F(ChangedContextTest, PeerNamesMayContainColons) {
+  start();
+  negotiate_structured();
+  HandshakeStep s = query(opt_set_meta_context, {"x-snapstore:changed:a:b"});
+  EXPECT_EQ(hex(s.reply),
+            hex(test::concat({option_reply(opt_set_meta_context, rep_meta_context,
+                                           meta_context(1, "x-snapstore:changed:a:b")),
+                              option_reply(opt_set_meta_context, rep_ack)})));
+}
+
+// proto.md: queries in an unknown namespace, or naming an unknown leaf, are ignored.
+TEST_F(ChangedContextTest, UnknownPeersAndMalformedNamesAreIgnoredBySet) {
+  start();
+  negotiate_structured();
+  HandshakeStep s =
+      query(opt_set_meta_context,
+            {"x-snapstore:changed:nosuch", "x-snapstore:changed:", "x-snapstore:changed",
+             "x-snapstore:", "x-snapstore:other:snap1", "x-snapstore:changed:SNAP1",
+             "x-other:changed:snap1", "x-snapstore:changed:snap1 "});
+  EXPECT_EQ(hex(s.reply), hex(option_reply(opt_set_meta_context, rep_ack)));
+  EXPECT_TRUE(selected_after_go().empty());
+}
+
+TEST_F(ChangedContextTest, PeersBelongToTheNamedExport) {
+  start();
+  negotiate_structured();
+  // "disk" is a MemoryVolume: it compares with nothing, whatever "pooled" knows.
+  HandshakeStep s = query(opt_set_meta_context, {"x-snapstore:changed:snap1"}, "disk");
+  EXPECT_EQ(hex(s.reply), hex(option_reply(opt_set_meta_context, rep_ack)));
+  EXPECT_TRUE(selected_after_go("disk").empty());
+}
+
+TEST_F(ChangedContextTest, ListAnswersAnExactNameWithIdZero) {
+  start();
+  negotiate_structured();
+  HandshakeStep s =
+      query(opt_list_meta_context, {"x-snapstore:changed:snap2", "x-snapstore:changed:nosuch"});
+  EXPECT_EQ(hex(s.reply),
+            hex(test::concat({option_reply(opt_list_meta_context, rep_meta_context,
+                                           meta_context(0, "x-snapstore:changed:snap2")),
+                              option_reply(opt_list_meta_context, rep_ack)})));
+  EXPECT_TRUE(selected_after_go().empty()) << "LIST must not select";
+}
+
+// meta_context.h, rule 3: the namespace is not enumerated (thousands of snapshots).
+TEST_F(ChangedContextTest, ListOfTheNamespaceFindsNothing) {
+  start();
+  negotiate_structured();
+  HandshakeStep s = query(opt_list_meta_context, {"x-snapstore:", "x-snapstore:changed:"});
+  EXPECT_EQ(hex(s.reply), hex(option_reply(opt_list_meta_context, rep_ack)));
+}
+
+TEST_F(ChangedContextTest, ListWithoutQueriesShowsOnlyBaseAllocation) {
+  start();
+  negotiate_structured();
+  HandshakeStep s = query(opt_list_meta_context, {});
+  EXPECT_EQ(hex(s.reply), hex(test::concat({option_reply(opt_list_meta_context, rep_meta_context,
+                                                         meta_context(0, "base:allocation")),
+                                            option_reply(opt_list_meta_context, rep_ack)})));
+}
+
+TEST_F(ChangedContextTest, APeerDeletedBeforeSetIsNotSelected) {
+  start();
+  negotiate_structured();
+  pooled_->peers.erase("snap1");
+  HandshakeStep s = query(opt_set_meta_context, {"base:allocation", "x-snapstore:changed:snap1"});
+  EXPECT_EQ(hex(s.reply), hex(test::concat({option_reply(opt_set_meta_context, rep_meta_context,
+                                                         meta_context(1, "base:allocation")),
+                                            option_reply(opt_set_meta_context, rep_ack)})));
+}
+
+TEST_F(ChangedContextTest, TooManyContextsIsTooBigAndSelectsNothing) {
+  HandshakeLimits limits;
+  limits.max_meta_contexts = 2;
+  Handshake hs(exports_, limits);
+  auto send = [&](std::uint32_t opt, const Bytes& data) {
+    EXPECT_EQ(
+        hs.on_option_header(option_header(opt, static_cast<std::uint32_t>(data.size()))).action,
+        next::read_option_data);
+    return hs.on_option_data(data);
+  };
+  ASSERT_EQ(hs.on_client_flags(fixed).action, next::read_option_header);
+  ASSERT_EQ(hex(send(opt_structured_reply, {}).reply),
+            hex(option_reply(opt_structured_reply, rep_ack)));
+  // Two is the limit and fine; duplicates and misses do not count.
+  auto two = split_option_replies(
+      send(opt_set_meta_context,
+           meta_context_request("pooled", {"base:allocation", "x-snapstore:changed:nosuch",
+                                           "x-snapstore:changed:snap1", "base:allocation"}))
+          .reply);
+  ASSERT_EQ(two.size(), 3u);
+  for (std::uint32_t opt : {opt_set_meta_context, opt_list_meta_context}) {
+    expect_error(
+        send(opt, meta_context_request("pooled", {"base:allocation", "x-snapstore:changed:snap1",
+                                                  "x-snapstore:changed:snap2"})),
+        opt, rep_err_too_big);
+  }
+  ASSERT_EQ(send(opt_go, info_request("pooled")).action, next::enter_transmission);
+  EXPECT_TRUE(hs.negotiated().meta_contexts.empty());
+}
+
+// --- an export removed between GO's lookup and the reply (handshake.h, invariant 6) ------
+
+TEST_F(ChangedContextTest, ExportGoneAtGoIsErrUnknownAndKeepsTheSelection) {
+  start();
+  negotiate_structured();
+  query(opt_set_meta_context, {"base:allocation", "x-snapstore:changed:snap1"});
+  HandshakeStep go = option(opt_go, info_request("pooled"));
+  ASSERT_EQ(go.action, next::enter_transmission);
+  HandshakeStep gone = hs_.on_export_gone();
+  expect_error(gone, opt_go, rep_err_unknown);
+  EXPECT_EQ(hs_.negotiated().volume, nullptr);
+  EXPECT_EQ(hs_.negotiated().export_name, "");
+  EXPECT_TRUE(hs_.negotiated().meta_contexts.empty());
+  // The client may try again (here the export is still there) with what it selected.
+  EXPECT_EQ(selected_after_go(),
+            (std::vector<MetaContext>{{1, "base:allocation"}, {2, "x-snapstore:changed:snap1"}}));
+  EXPECT_EQ(hs_.negotiated().volume, pooled_);
+}
+
+TEST_F(ChangedContextTest, ExportGoneAtExportNameCloses) {
+  start(fixed | no_zeroes);
+  ASSERT_EQ(option(opt_export_name, test::bytes_of("pooled")).action, next::enter_transmission);
+  HandshakeStep gone = hs_.on_export_gone();
+  EXPECT_EQ(gone.action, next::close);
+  EXPECT_TRUE(gone.reply.empty());
+  EXPECT_FALSE(gone.reason.empty());
+  EXPECT_EQ(hs_.negotiated().volume, nullptr);
 }
 
 // --- option headers and limits ---------------------------------------------------------

@@ -14,6 +14,7 @@
 #include "store/superblock.h"
 #include "volume/pool.h"
 #include "volume/pool_checker.h"
+#include "pool_fixture.h"
 
 namespace snapstore {
 namespace {
@@ -22,30 +23,8 @@ constexpr std::uint64_t device_size = 16 << 20;
 constexpr std::uint64_t origin_size = 4 << 20;
 constexpr std::uint32_t bs = 4096;
 
-std::vector<std::byte> pattern(std::size_t n, std::uint64_t seed) {
-  std::vector<std::byte> v(n);
-  std::mt19937_64 rng(seed);
-  for (std::size_t i = 0; i < n; i += 8) {
-    const std::uint64_t x = rng();
-    std::memcpy(v.data() + i, &x, std::min<std::size_t>(8, n - i));
-  }
-  return v;
-}
-
-PoolOptions quiet_options() {
-  PoolOptions o;
-  o.commit_interval = std::chrono::hours(24);  // commits only on flush()
-  return o;
-}
-
 bool contains(const std::string& haystack, std::string_view needle) {
   return haystack.find(needle) != std::string::npos;
-}
-
-std::string problems_of(const CheckReport& r) {
-  std::string s;
-  for (const auto& p : r.problems) s += "\n  " + p;
-  return s;
 }
 
 // Offsets (multiples of the block size) where the device holds exactly `block`.
@@ -75,67 +54,26 @@ std::vector<std::byte> read_bytes(MemoryDevice& d, std::uint64_t offset, std::si
 }
 
 // A pool on one MemoryDevice with a byte model of its origin volume.
-class PoolFaultTest : public ::testing::Test {
+class PoolFaultTest : public PoolFixture {
  protected:
   void SetUp() override {
     spdlog::set_level(spdlog::level::off);  // failed commits log at critical on purpose
-    pool_.reset();
-    device_ = std::make_shared<MemoryDevice>(device_size, "faulty");
-    FormatOptions f;
-    f.origin_size = origin_size;
-    ASSERT_TRUE(Pool::format({device_}, f));
-    model_.assign(origin_size, std::byte{0});
-    ASSERT_NO_FATAL_FAILURE(open());
+    ASSERT_NO_FATAL_FAILURE(format_and_open(device_size, origin_size, quiet_options(), "faulty"));
   }
   void TearDown() override {
     pool_.reset();
     spdlog::set_level(spdlog::level::info);
   }
 
-  void open(PoolOptions o = quiet_options()) {
-    auto p = Pool::open({device_}, o);
-    ASSERT_TRUE(p) << p.status().to_string();
-    pool_ = std::move(p).value();
-    auto v = pool_->find_volume("origin");
-    ASSERT_TRUE(v);
-    origin_ = v->id;
-  }
-  void close() {
-    if (!pool_) return;
-    Status st = pool_->close();
-    EXPECT_TRUE(st) << st.to_string();
-    pool_.reset();
-  }
+  using PoolFixture::open;
+  // Unlike PoolFixture::reopen, no check in between: some tests reopen damaged pools.
   void reopen(PoolOptions o = quiet_options()) {
     close();
     ASSERT_NO_FATAL_FAILURE(open(o));
   }
-  CheckReport check() {
-    EXPECT_FALSE(pool_) << "close the pool before checking";
-    return check_pool({device_});
-  }
-  void expect_clean() {
-    CheckReport r = check();
-    EXPECT_TRUE(r.clean()) << problems_of(r);
-  }
-
-  void write(std::uint64_t offset, const std::vector<std::byte>& data) {
-    Status st = pool_->write(origin_, offset, data, false);
-    ASSERT_TRUE(st) << st.to_string();
-    std::copy(data.begin(), data.end(), model_.begin() + static_cast<long>(offset));
-  }
-  void unmap(std::uint64_t offset, std::uint64_t length) {
-    Status st = pool_->unmap(origin_, offset, length, false);
-    ASSERT_TRUE(st) << st.to_string();
-    std::fill_n(model_.begin() + static_cast<long>(offset), length, std::byte{0});
-  }
-  std::vector<std::byte> read_all() {
-    std::vector<std::byte> out(origin_size);
-    Status st = pool_->read(origin_, 0, out);
-    EXPECT_TRUE(st) << st.to_string();
-    return out;
-  }
-  void expect_model() { EXPECT_TRUE(read_all() == model_) << "origin differs from the model"; }
+  void write(std::uint64_t offset, const std::vector<std::byte>& data) { write_model(offset, data); }
+  void unmap(std::uint64_t offset, std::uint64_t length) { unmap_model(offset, length); }
+  std::vector<std::byte> read_all() { return read_origin(0, origin_size); }
 
   // Old state: some data, committed. Then a newer, unflushed state on top of it.
   void write_committed_state() {
@@ -151,10 +89,6 @@ class PoolFaultTest : public ::testing::Test {
     write(777, pattern(100, 6));
   }
 
-  std::shared_ptr<MemoryDevice> device_;
-  std::unique_ptr<Pool> pool_;
-  std::uint64_t origin_ = 0;
-  std::vector<std::byte> model_;
 };
 
 // After a failed commit: read-only for good, reads still see the latest writes, and

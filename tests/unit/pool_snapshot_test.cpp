@@ -9,51 +9,26 @@
 #include "store/memory_device.h"
 #include "volume/pool.h"
 #include "volume/pool_checker.h"
+#include "pool_fixture.h"
 
 namespace snapstore {
 namespace {
 
 constexpr std::uint64_t kBlock = 4096;
 
-std::vector<std::byte> pattern(std::size_t n, std::uint64_t seed) {
-  std::vector<std::byte> v(n);
-  std::mt19937_64 rng(seed);
-  for (auto& b : v) b = std::byte(rng() & 0xff);
-  return v;
+PoolOptions snapshot_options() {
+  PoolOptions o = quiet_options();
+  o.background_reclaim = false;  // reclaim runs when a test says so
+  o.cache_bytes = 8 << 20;
+  return o;
 }
 
-class SnapshotTest : public ::testing::Test {
+class SnapshotTest : public PoolFixture {
  protected:
-  void SetUp() override {
-    device_ = std::make_shared<MemoryDevice>(128 << 20);
-    FormatOptions f;
-    f.origin_size = 16 << 20;
-    ASSERT_TRUE(Pool::format({device_}, f));
-    reopen();
-  }
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(format_and_open(128 << 20, 16 << 20, snapshot_options())); }
   void TearDown() override {
-    if (!pool_) return;
-    ASSERT_TRUE(pool_->close());
-    pool_.reset();
+    close();
     expect_clean();
-  }
-  void expect_clean() {
-    CheckReport r = check_pool({device_});
-    for (const auto& p : r.problems) ADD_FAILURE() << p;
-  }
-  void reopen() {
-    if (pool_) {
-      ASSERT_TRUE(pool_->close());
-    }
-    pool_.reset();
-    expect_clean();
-    PoolOptions o;
-    o.commit_interval = std::chrono::milliseconds(100000);
-    o.background_reclaim = false;
-    o.cache_bytes = 8 << 20;
-    auto p = Pool::open({device_}, o);
-    ASSERT_TRUE(p) << p.status().to_string();
-    pool_ = std::move(p).value();
   }
   std::uint64_t id(const std::string& name) {
     auto v = pool_->find_volume(name);
@@ -83,9 +58,6 @@ class SnapshotTest : public ::testing::Test {
     PoolStats s = pool_->stats();
     return s.data_blocks - s.data_blocks_free;
   }
-
-  std::shared_ptr<MemoryDevice> device_;
-  std::unique_ptr<Pool> pool_;
 };
 
 TEST_F(SnapshotTest, SnapshotHoldsThePointInTimeAcrossReopen) {

@@ -12,6 +12,7 @@
 #include "store/memory_device.h"
 #include "volume/pool.h"
 #include "volume/pool_checker.h"
+#include "pool_fixture.h"
 
 namespace snapstore {
 namespace {
@@ -21,53 +22,17 @@ constexpr std::uint64_t origin_size = 32 << 20;  // twice the device: the data s
 constexpr std::uint32_t bs = 4096;
 constexpr std::uint64_t piece = 64 << 10;
 
-std::vector<std::byte> pattern(std::size_t n, std::uint64_t seed) {
-  std::vector<std::byte> v(n);
-  std::mt19937_64 rng(seed);
-  for (std::size_t i = 0; i < n; i += 8) {
-    const std::uint64_t x = rng();
-    std::memcpy(v.data() + i, &x, std::min<std::size_t>(8, n - i));
-  }
-  return v;
-}
-
-PoolOptions quiet_options() {
-  PoolOptions o;
-  o.commit_interval = std::chrono::hours(24);  // commits only on flush()
-  return o;
-}
-
-class PoolSpaceTest : public ::testing::Test {
+class PoolSpaceTest : public PoolFixture {
  protected:
   void SetUp() override {
     spdlog::set_level(spdlog::level::off);
-    device_ = std::make_shared<MemoryDevice>(device_size, "small");
-    FormatOptions f;
-    f.origin_size = origin_size;
-    ASSERT_TRUE(Pool::format({device_}, f));
-    model_.assign(origin_size, std::byte{0});
-    ASSERT_NO_FATAL_FAILURE(open());
+    ASSERT_NO_FATAL_FAILURE(format_and_open(device_size, origin_size, quiet_options(), "small"));
   }
   void TearDown() override {
     pool_.reset();
     spdlog::set_level(spdlog::level::info);
   }
 
-  void open() {
-    auto p = Pool::open({device_}, quiet_options());
-    ASSERT_TRUE(p) << p.status().to_string();
-    pool_ = std::move(p).value();
-    origin_ = pool_->find_volume("origin")->id;
-  }
-  void close() {
-    Status st = pool_->close();
-    EXPECT_TRUE(st) << st.to_string();
-    pool_.reset();
-  }
-  void expect_clean() {
-    CheckReport r = check_pool({device_});
-    for (const auto& p : r.problems) ADD_FAILURE() << "checker: " << p;
-  }
   void flush() {
     Status st = pool_->flush();
     ASSERT_TRUE(st) << st.to_string();
@@ -87,17 +52,7 @@ class PoolSpaceTest : public ::testing::Test {
     }
     return st;
   }
-  void unmap(std::uint64_t offset, std::uint64_t length) {
-    Status st = pool_->unmap(origin_, offset, length, false);
-    ASSERT_TRUE(st) << st.to_string();
-    std::fill_n(model_.begin() + static_cast<long>(offset), length, std::byte{0});
-  }
-  void expect_model() {
-    std::vector<std::byte> out(origin_size);
-    Status st = pool_->read(origin_, 0, out);
-    ASSERT_TRUE(st) << st.to_string();
-    EXPECT_TRUE(out == model_) << "the origin differs from what was written";
-  }
+  void unmap(std::uint64_t offset, std::uint64_t length) { unmap_model(offset, length); }
 
   // Writes distinct 64 KiB pieces from offset 0 up until the pool is full (flushing every
   // `flush_every` pieces; 0: never). Returns the end of what was written.
@@ -131,10 +86,6 @@ class PoolSpaceTest : public ::testing::Test {
     ASSERT_GE(end_, 8u << 20) << "a 16 MiB pool should hold at least 8 MiB of data";
   }
 
-  std::shared_ptr<MemoryDevice> device_;
-  std::unique_ptr<Pool> pool_;
-  std::uint64_t origin_ = 0;
-  std::vector<std::byte> model_;
   std::uint64_t end_ = 0;  // end of the filled region
 };
 

@@ -6,50 +6,15 @@
 #include "store/memory_device.h"
 #include "volume/pool.h"
 #include "volume/pool_checker.h"
+#include "pool_fixture.h"
 
 namespace snapstore {
 namespace {
 
-std::vector<std::byte> pattern(std::size_t n, std::uint64_t seed) {
-  std::vector<std::byte> v(n);
-  std::mt19937_64 rng(seed);
-  for (auto& b : v) b = std::byte(rng() & 0xff);
-  return v;
-}
-
-class PoolTest : public ::testing::Test {
+class PoolTest : public PoolFixture {
  protected:
-  void SetUp() override {
-    device_ = std::make_shared<MemoryDevice>(64 << 20);
-    FormatOptions f;
-    f.origin_size = 32 << 20;
-    ASSERT_TRUE(Pool::format({device_}, f));
-    reopen();
-  }
-  void expect_clean() {
-    CheckReport r = check_pool({device_});
-    for (const auto& p : r.problems) ADD_FAILURE() << p;
-  }
-  void reopen() {
-    pool_.reset();
-    expect_clean();
-    PoolOptions o;
-    o.commit_interval = std::chrono::milliseconds(100000);
-    auto p = Pool::open({device_}, o);
-    ASSERT_TRUE(p) << p.status().to_string();
-    pool_ = std::move(p).value();
-    origin_ = pool_->find_volume("origin")->id;
-  }
-  std::vector<std::byte> read(std::uint64_t offset, std::size_t n) {
-    std::vector<std::byte> out(n);
-    Status st = pool_->read(origin_, offset, out);
-    EXPECT_TRUE(st) << st.to_string();
-    return out;
-  }
-
-  std::shared_ptr<MemoryDevice> device_;
-  std::unique_ptr<Pool> pool_;
-  std::uint64_t origin_ = 0;
+  void SetUp() override { ASSERT_NO_FATAL_FAILURE(format_and_open(64 << 20, 32 << 20)); }
+  std::vector<std::byte> read(std::uint64_t offset, std::size_t n) { return read_origin(offset, n); }
 };
 
 TEST_F(PoolTest, FreshPoolHasAnEmptyOrigin) {

@@ -7,6 +7,7 @@
 #include <memory>
 
 #include "nbd_test_util.h"
+#include "peer_volume.h"
 #include "volume/memory_volume.h"
 
 namespace snapstore::nbd {
@@ -517,6 +518,96 @@ TEST(BlockStatusClipping, BackendWithNoExtentsIsAnError) {
   ASSERT_EQ(chunks.size(), 1u);
   EXPECT_EQ(chunks[0].type, t_error_offset);
   EXPECT_EQ(chunks[0].flags, done);
+  EXPECT_EQ(ByteCursor(chunks[0].payload).be32(), 5u);
+}
+
+// --- x-snapstore:changed:NAME ----------------------------------------------------------
+
+class ChangedContextTransmission : public ::testing::Test {
+ protected:
+  ChangedContextTransmission() { volume_.peers = {"snap1", "snap2"}; }
+  Reply run(const Request& r) {
+    TransmissionContext ctx{volume_, true, contexts_};
+    return execute(ctx, r, {});
+  }
+  test::ScriptedPeerVolume volume_{volume_size};
+  std::vector<MetaContext> contexts_{{1, "x-snapstore:changed:snap1"}};
+};
+
+TEST_F(ChangedContextTransmission, ChunkCarriesChangedExtentsOfThePeer) {
+  volume_.changed["snap1"] = {{4096, 1}, {8192, 0}, {4096, 1}};
+  Reply r = run(req(cmd_block_status, 65536, 16384));
+  EXPECT_EQ(hex(whole(r)), hex(block_status_chunk(done, 1, {{4096, 1}, {8192, 0}, {4096, 1}})));
+  EXPECT_EQ(volume_.calls, (std::vector<test::ScriptedPeerVolume::Call>{{"snap1", 65536, 16384}}));
+}
+
+TEST_F(ChangedContextTransmission, BaseAllocationAndChangedSendOneChunkEachDoneOnTheLast) {
+  contexts_ = {{1, "base:allocation"}, {2, "x-snapstore:changed:snap2"}};
+  volume_.allocation = {{4096, hole_zero}, {4096, 0}};
+  volume_.changed["snap2"] = {{2048, 0}, {6144, 1}};
+  Reply r = run(req(cmd_block_status, 0, 8192));
+  Bytes expected = test::concat({block_status_chunk(0, 1, {{4096, hole_zero}, {4096, 0}}),
+                                 block_status_chunk(done, 2, {{2048, 0}, {6144, 1}})});
+  EXPECT_EQ(hex(whole(r)), hex(expected));
+}
+
+TEST_F(ChangedContextTransmission, TwoPeersAreAskedSeparately) {
+  contexts_ = {{1, "x-snapstore:changed:snap1"}, {2, "x-snapstore:changed:snap2"}};
+  volume_.changed["snap1"] = {{4096, 1}};
+  volume_.changed["snap2"] = {{4096, 0}};
+  Reply r = run(req(cmd_block_status, 0, 4096));
+  Bytes expected = test::concat(
+      {block_status_chunk(0, 1, {{4096, 1}}), block_status_chunk(done, 2, {{4096, 0}})});
+  EXPECT_EQ(hex(whole(r)), hex(expected));
+  EXPECT_EQ(volume_.calls,
+            (std::vector<test::ScriptedPeerVolume::Call>{{"snap1", 0, 4096}, {"snap2", 0, 4096}}));
+}
+
+TEST_F(ChangedContextTransmission, ReqOneGivesOneDescriptorPerContext) {
+  contexts_ = {{1, "base:allocation"}, {2, "x-snapstore:changed:snap1"}};
+  volume_.allocation = {{4096, 0}, {4096, hole_zero}};
+  volume_.changed["snap1"] = {{1024, 1}, {7168, 0}};
+  Reply r = run(req(cmd_block_status, 0, 8192, cmd_flag_req_one));
+  Bytes expected = test::concat(
+      {block_status_chunk(0, 1, {{4096, 0}}), block_status_chunk(done, 2, {{1024, 1}})});
+  EXPECT_EQ(hex(whole(r)), hex(expected));
+}
+
+TEST_F(ChangedContextTransmission, DescriptorsNeverExtendBeyondTheRequest) {
+  volume_.changed["snap1"] = {{512, 1}, {1u << 20, 0}};  // a backend that says too much
+  Reply r = run(req(cmd_block_status, 0, 4096));
+  EXPECT_EQ(hex(whole(r)), hex(block_status_chunk(done, 1, {{512, 1}, {3584, 0}})));
+}
+
+// A peer deleted after SET_META_CONTEXT: EINVAL at the request's offset, and no chunk for
+// any other context either (a partial answer would look like a complete one to some clients).
+TEST_F(ChangedContextTransmission, PeerDeletedSinceSetIsEinvalNotData) {
+  contexts_ = {{1, "base:allocation"}, {2, "x-snapstore:changed:snap1"}};
+  volume_.peers.erase("snap1");
+  auto chunks = split_chunks(whole(run(req(cmd_block_status, 8192, 4096))));
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].type, t_error_offset);
+  EXPECT_EQ(chunks[0].flags, done);
+  ByteCursor c(chunks[0].payload);
+  EXPECT_EQ(c.be32(), 22u);
+  const std::string message = c.text(c.be16());
+  EXPECT_NE(message.find("snap1"), std::string::npos) << message;
+  EXPECT_EQ(c.be64(), 8192u);
+}
+
+TEST_F(ChangedContextTransmission, OtherFailuresKeepTheirOwnError) {
+  volume_.failures["snap1"] = io_error("mapping tree unreadable");
+  auto chunks = split_chunks(whole(run(req(cmd_block_status, 0, 4096))));
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].type, t_error_offset);
+  EXPECT_EQ(ByteCursor(chunks[0].payload).be32(), 5u);
+}
+
+TEST_F(ChangedContextTransmission, NoExtentsFromTheBackendIsAnError) {
+  volume_.changed["snap1"] = {};
+  auto chunks = split_chunks(whole(run(req(cmd_block_status, 0, 4096))));
+  ASSERT_EQ(chunks.size(), 1u);
+  EXPECT_EQ(chunks[0].type, t_error_offset);
   EXPECT_EQ(ByteCursor(chunks[0].payload).be32(), 5u);
 }
 
