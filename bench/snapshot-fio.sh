@@ -38,9 +38,9 @@
 #                        every pass by qemu-img snapshot -a snap-1
 #   Jobs: firstwrite-4k-qd1, firstwrite-4k-qd32 (--read_iolog=..., --iodepth=1 / 32),
 #   each repeated BENCH_FW_PASSES times per round (a pass is short at qd32).
-#   fio 3.33 ends an iolog replay without issuing the last few queued I/Os, so the log
-#   ends with 64 more writes into regions written earlier in the same pass: they are
-#   the ones left out (at most 64 of BENCH_FW_SIZE/64K, all of them cheap overwrites).
+#   fio runs with --number_ios=REGIONS: without it fio 3.33 ends a replay by closing the
+#   connection with the last few I/Os unsent or unanswered (and nbdkit 1.32 may then die
+#   on an assertion in raw_send_socket); with it every region is written, once.
 #
 # Measured per job and server: IOPS, ratio to the part's baseline in the same round,
 # server CPU µs per request (utime+stime of the server process, /proc/PID/stat), fio's
@@ -69,12 +69,15 @@
 #   BENCH_TMPDIR=/var/tmp              where pools and images go (refused if tmpfs)
 #   BENCH_OUTDIR=DIR                   keep fio JSON, logs, results.tsv and the tables
 #
-# Usage: bench/snapshot-fio.sh [--help]
+# Usage: bench/snapshot-fio.sh [--help | --report BENCH_OUTDIR/results.tsv]
+#   (--report prints the tables of a kept run again, e.g. one cut short)
 # Output: markdown tables on stdout (and in BENCH_OUTDIR/tables.md); progress on stderr.
 set -euo pipefail
 
+MODE=run REPORT_FILE=""
 case "${1:-}" in
   -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
+  --report) MODE=report REPORT_FILE=${2:?--report needs a results.tsv}; [[ -r $REPORT_FILE ]] || exit 2 ;;
   "") ;;
   *) echo "unknown argument: $1 (try --help)" >&2; exit 2 ;;
 esac
@@ -99,6 +102,81 @@ read -r -a FW_SERVERS <<<"$(tr ',' ' ' <<<"${BENCH_FW_SERVERS:-snapstored-cow sn
 read -r -a SNAP_EXTRA <<<"${BENCH_SNAPSTORED_ARGS:-}"
 TMPBASE=${BENCH_TMPDIR:-/var/tmp}
 OUTDIR=${BENCH_OUTDIR:-}
+
+# report RESULTS.tsv [PREPARED.log]: the markdown tables (also: --report on a kept run).
+report() {
+  "$PY" - "$1" "$TICK" "pool-${COUNTS[0]}snap" "${2:-/dev/null}" <<'EOF'
+import csv, statistics, sys
+path, tick, base_snap, prepared = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+rows = list(csv.DictReader(open(path), delimiter="\t"))
+baseline = {"snapshots": base_snap, "first-write": "nbdkit-file"}
+res = {}
+order = {}
+for r in rows:
+    part, job, srv = r["part"], r["job"], r["server"]
+    order.setdefault(part, {}).setdefault(job, [])
+    if srv not in order[part][job]:
+        order[part][job].append(srv)
+    key = (part, int(r["round"].split(".")[0]), job, srv)  # "round.pass": passes add up
+    if r["status"] != "ok":
+        res[key] = {"status": r["status"]}; continue
+    acc = res.setdefault(key, dict(reqs=0, ms=0, ticks=0, p50s=[], p99s=[], load=float(r["load1"])))
+    if "reqs" not in acc:
+        continue  # a failed pass spoils the round
+    acc["reqs"] += int(r["requests"]); acc["ms"] += int(r["runtime_ms"]); acc["ticks"] += int(r["cpu_ticks"])
+    acc["p50s"].append(float(r["clat_p50_us"] or "nan")); acc["p99s"].append(float(r["clat_p99_us"] or "nan"))
+for acc in res.values():
+    if "reqs" in acc:
+        acc["iops"] = acc["reqs"] * 1000 / acc["ms"] if acc["ms"] else 0
+        acc["cpu"] = acc["ticks"] * 1e6 / tick / acc["reqs"] if acc["reqs"] else 0
+        acc["p50"], acc["p99"] = statistics.median(acc["p50s"]), statistics.median(acc["p99s"])
+
+def ratio(part, rnd, job, srv):
+    a, b = res.get((part, rnd, job, srv), {}), res.get((part, rnd, job, baseline[part]), {})
+    return a["iops"] / b["iops"] if "iops" in a and b.get("iops") else None
+
+for part in order:
+    rounds = sorted({k[1] for k in res if k[0] == part})
+    servers = []
+    for job in order[part]:
+        for s in order[part][job]:
+            if s not in servers: servers.append(s)
+    loads = [v["load"] for k, v in res.items() if k[0] == part and "load" in v]
+    print("## Part %s: %d round(s); 1-minute load average at job start: median %.1f (%.1f–%.1f)\n"
+          % (part, len(rounds), statistics.median(loads), min(loads), max(loads)) if loads else "## Part %s\n" % part)
+    head = ("| job | server | IOPS | ratio to %s | server CPU µs/req | clat p50 µs | clat p99 µs |\n"
+            "|---|---|--:|--:|--:|--:|--:|" % baseline[part])
+    tables = [("Round %d" % r, [r]) for r in rounds]
+    if len(rounds) > 1:
+        tables.append(("Median of %d rounds (ratio: median of the per-round ratios, min–max)" % len(rounds), rounds))
+    for title, rs in tables:
+        print("### %s\n\n%s" % (title, head))
+        for job in order[part]:
+            for s in servers:
+                vals = [res[(part, r, job, s)] for r in rs if "iops" in res.get((part, r, job, s), {})]
+                if not vals:
+                    print("| %s | %s | failed | | | | |" % (job, s)); continue
+                med = lambda k: statistics.median(v[k] for v in vals)
+                rts = [x for x in (ratio(part, r, job, s) for r in rs) if x is not None]
+                rt = "—"
+                if rts:
+                    rt = "%.2fx" % statistics.median(rts)
+                    if len(rts) > 1 and s != baseline[part]:
+                        rt += " (%.2f–%.2f)" % (min(rts), max(rts))
+                if len(vals) < len(rs):
+                    rt += " [%d of %d rounds]" % (len(vals), len(rs))
+                print("| %s | %s | %.0f | %s | %.1f | %.1f | %.1f |" % (
+                    job, s, med("iops"), rt, med("cpu"), med("p50"), med("p99")))
+        print()
+try:
+    lines = open(prepared).read().strip()
+    if lines:
+        print("### Prepared pools and images\n\n```\n%s\n```" % lines)
+except OSError:
+    pass
+EOF
+}
+if [[ $MODE == report ]]; then report "$REPORT_FILE" "$(dirname "$REPORT_FILE")/prepared.log"; exit 0; fi
 
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "BENCH_ROUNDS must be a positive integer"
 [[ $RUNTIME =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNTIME must be a positive integer"
@@ -208,7 +286,14 @@ run_fio() {  # part round[.pass] job server fio-args...
   FIO_PID=$!
   wait "$FIO_PID" || rc=$?
   FIO_PID=""
-  alive "$server" || { tail -n 20 "$WORK/$server.log" >&2; die "$server died during $job"; }
+  if ! alive "$server"; then  # recorded; the server is started again for the next job
+    tail -n 5 "$WORK/$server.log" >&2
+    log "$server died during $job (fio exit $rc); restarting it"
+    printf '%s\t%s\t%s\t%s\tdied\t\t\t\t\t\t\t\t%s\n' "$part" "$round" "$job" "$server" "$load" >>"$RESULTS"
+    unset "PID[$server]"
+    reset_server "$server"
+    return
+  fi
   after=$(cpu_ticks "$server")
   if (( rc != 0 )); then
     tail -n 5 "$out.stdout" >&2 || true
@@ -263,7 +348,7 @@ rng.shuffle(regions)
 offs = [r * 65536 + rng.randrange(16) * 4096 for r in regions]
 with open(path, "w") as f:
     f.write("fio version 2 iolog\nnbd add\nnbd open\n")
-    for o in offs + offs[:64]:  # the tail fio leaves out (see the header)
+    for o in offs:
         f.write("nbd write %d 4096\n" % o)
 EOF
 }
@@ -298,7 +383,8 @@ part_first_write() {
         while read -r s; do
           # qemu-nbd's passes last minutes: one per round is long enough to measure
           if (( pass > 1 )) && [[ $s == qemu-nbd-qcow2 ]]; then continue; fi
-          run_fio first-write "$round.$pass" "$job" "$s" --read_iolog="$WORK/replay.log" --iodepth="$qd"
+          run_fio first-write "$round.$pass" "$job" "$s" --read_iolog="$WORK/replay.log" \
+            --number_ios=$(( FW_BYTES / 65536 )) --iodepth="$qd"
           if [[ -n ${RESET_TO[$s]:-} ]]; then reset_server "$s"; fi
         done < <(rotated $(( qi + round + pass - 2 )) "${FW_SERVERS[@]}")
       done
@@ -318,75 +404,5 @@ for p in "${PARTS[@]}"; do
 done
 
 # ---- report ----
-BASE_SNAP=pool-${COUNTS[0]}snap
-"$PY" - "$RESULTS" "$TICK" "$BASE_SNAP" "$WORK/prepared.log" >"$WORK/tables.md" <<'EOF'
-import csv, statistics, sys
-path, tick, base_snap, prepared = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-rows = list(csv.DictReader(open(path), delimiter="\t"))
-baseline = {"snapshots": base_snap, "first-write": "nbdkit-file"}
-res = {}
-order = {}
-for r in rows:
-    part, job, srv = r["part"], r["job"], r["server"]
-    order.setdefault(part, {}).setdefault(job, [])
-    if srv not in order[part][job]:
-        order[part][job].append(srv)
-    key = (part, int(r["round"].split(".")[0]), job, srv)  # "round.pass": passes add up
-    if r["status"] != "ok":
-        res[key] = {"status": r["status"]}; continue
-    acc = res.setdefault(key, dict(reqs=0, ms=0, ticks=0, p50s=[], p99s=[], load=float(r["load1"])))
-    if "reqs" not in acc:
-        continue  # a failed pass spoils the round
-    acc["reqs"] += int(r["requests"]); acc["ms"] += int(r["runtime_ms"]); acc["ticks"] += int(r["cpu_ticks"])
-    acc["p50s"].append(float(r["clat_p50_us"] or "nan")); acc["p99s"].append(float(r["clat_p99_us"] or "nan"))
-for acc in res.values():
-    if "reqs" in acc:
-        acc["iops"] = acc["reqs"] * 1000 / acc["ms"] if acc["ms"] else 0
-        acc["cpu"] = acc["ticks"] * 1e6 / tick / acc["reqs"] if acc["reqs"] else 0
-        acc["p50"], acc["p99"] = statistics.median(acc["p50s"]), statistics.median(acc["p99s"])
-
-def ratio(part, rnd, job, srv):
-    a, b = res.get((part, rnd, job, srv), {}), res.get((part, rnd, job, baseline[part]), {})
-    return a["iops"] / b["iops"] if "iops" in a and b.get("iops") else None
-
-for part in order:
-    rounds = sorted({k[1] for k in res if k[0] == part})
-    servers = []
-    for job in order[part]:
-        for s in order[part][job]:
-            if s not in servers: servers.append(s)
-    loads = [v["load"] for k, v in res.items() if k[0] == part and "load" in v]
-    print("## Part %s: %d round(s); 1-minute load average at job start: median %.1f (%.1f–%.1f)\n"
-          % (part, len(rounds), statistics.median(loads), min(loads), max(loads)) if loads else "## Part %s\n" % part)
-    head = ("| job | server | IOPS | ratio to %s | server CPU µs/req | clat p50 µs | clat p99 µs |\n"
-            "|---|---|--:|--:|--:|--:|--:|" % baseline[part])
-    tables = [("Round %d" % r, [r]) for r in rounds]
-    if len(rounds) > 1:
-        tables.append(("Median of %d rounds (ratio: median of the per-round ratios, min–max)" % len(rounds), rounds))
-    for title, rs in tables:
-        print("### %s\n\n%s" % (title, head))
-        for job in order[part]:
-            for s in servers:
-                vals = [res[(part, r, job, s)] for r in rs if "iops" in res.get((part, r, job, s), {})]
-                if not vals:
-                    print("| %s | %s | failed | | | | |" % (job, s)); continue
-                med = lambda k: statistics.median(v[k] for v in vals)
-                rts = [x for x in (ratio(part, r, job, s) for r in rs) if x is not None]
-                rt = "—"
-                if rts:
-                    rt = "%.2fx" % statistics.median(rts)
-                    if len(rts) > 1 and s != baseline[part]:
-                        rt += " (%.2f–%.2f)" % (min(rts), max(rts))
-                if len(vals) < len(rs):
-                    rt += " [%d of %d rounds]" % (len(vals), len(rs))
-                print("| %s | %s | %.0f | %s | %.1f | %.1f | %.1f |" % (
-                    job, s, med("iops"), rt, med("cpu"), med("p50"), med("p99")))
-        print()
-try:
-    lines = open(prepared).read().strip()
-    if lines:
-        print("### Prepared pools and images\n\n```\n%s\n```" % lines)
-except OSError:
-    pass
-EOF
+report "$RESULTS" "$WORK/prepared.log" >"$WORK/tables.md"
 cat "$WORK/tables.md"

@@ -28,11 +28,14 @@
 //   snapshot_bench add POOL COUNT [--source V] [--prefix P] [--start I] [--writes-between K]
 //       Adds COUNT snapshots P<I> .. P<I+COUNT-1> of V (default origin, prefix snap-,
 //       start 1) to an existing pool, with K (default 0) random 4k writes to V before each.
+//   snapshot_bench delete POOL COUNT [--prefix P] [--start I]
+//       Deletes snapshots P<I> .. P<I+COUNT-1> and reclaims them completely (a control:
+//       the same origin layout without the snapshots).
 //   snapshot_bench rollback POOL VOLUME SNAPSHOT
 //       Rolls VOLUME back to SNAPSHOT and reclaims the replaced tree completely (used to
 //       put a pool back into its prepared state between benchmark jobs).
 //
-// prepare, add and rollback run on a device whose flush does nothing (one real fdatasync
+// prepare, add, delete and rollback run on a device whose flush does nothing (one real fdatasync
 // when the pool is closed): a crash meanwhile loses the pool, which is only a benchmark's
 // input, and 10,000 snapshots take seconds instead of 10,000 commits' worth of syncs.
 
@@ -470,6 +473,20 @@ int add_snapshots(const std::filesystem::path& file, const SeriesOptions& s) {
   return 0;
 }
 
+int delete_snapshots(const std::filesystem::path& file, const SeriesOptions& s) {
+  auto pool = open_pool(file, false, false);
+  const auto t0 = clock_type::now();
+  for (std::uint64_t i = 0; i < s.count; ++i)
+    check(pool->delete_volume(s.prefix + std::to_string(s.start + i)), "delete");
+  auto left = pool->reclaim();
+  if (!left) die(left.status().to_string());
+  std::printf("deleted %llu snapshots and reclaimed them in %.1f s\n",
+              static_cast<unsigned long long>(s.count), seconds_since(t0));
+  print_space(*pool, "after the deletes");
+  pool.close();
+  return 0;
+}
+
 int rollback(const std::filesystem::path& file, const std::string& volume, const std::string& snapshot) {
   auto pool = open_pool(file, false, false);
   const auto t0 = clock_type::now();
@@ -509,6 +526,13 @@ int main(int argc, char** argv) {
     s.start = std::stoull(option(argc, argv, "--start", "1"));
     s.writes_between = std::stoull(option(argc, argv, "--writes-between", "0"));
     return add_snapshots(argv[2], s);
+  }
+  if (mode == "delete" && argc >= 4) {
+    SeriesOptions s;
+    s.count = std::stoull(argv[3]);
+    s.prefix = option(argc, argv, "--prefix", "snap-");
+    s.start = std::stoull(option(argc, argv, "--start", "1"));
+    return delete_snapshots(argv[2], s);
   }
   if (mode == "rollback" && argc >= 5) return rollback(argv[2], argv[3], argv[4]);
   die("unknown mode or missing arguments: " + mode + " (try --help)");
