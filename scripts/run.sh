@@ -16,11 +16,12 @@ case "$build_dir" in
 esac
 
 "$root/scripts/install-deps.sh"
-BUILD_DIR="$build_dir" TARGETS=snapstored "$root/scripts/build.sh"
+BUILD_DIR="$build_dir" TARGETS="snapstored snapshotctl" "$root/scripts/build.sh"
 
 mkdir -p "$(dirname "$pool")"
 echo "run: serving $pool; connect with: nbdinfo nbd://127.0.0.1:10809/origin" \
      "(or nbd+unix:///origin?socket=$pool.nbd.sock)" >&2
+echo "run: snapshots with: $build_dir/src/snapshotctl --socket $pool.ctl.sock snapshot create origin NAME" >&2
 # TCP 127.0.0.1:10809 and the sockets beside the pool are snapstored's defaults, so
 # extra arguments (--no-tcp, --listen, --nbd-socket, ...) can still change them.
 exec "$build_dir/src/snapstored" --pool "$pool" --pool-size "$pool_size" "$@"

@@ -31,6 +31,17 @@ class BlockDevice {
   virtual std::string name() const = 0;  // for messages: a path, or "memory"
 
   virtual Status read(std::uint64_t offset, std::span<std::byte> out) = 0;
+  struct ReadRange {
+    std::uint64_t offset = 0;
+    std::span<std::byte> out;
+  };
+  // Reads several ranges, as read() would one by one (which is what this default does);
+  // a device may overlap their latency. Stops at the first error, which is ranges[done]'s.
+  virtual Status read_many(std::span<const ReadRange> ranges, std::size_t& done) {
+    for (done = 0; done < ranges.size(); ++done)
+      if (Status st = read(ranges[done].offset, ranges[done].out); !st.is_ok()) return st;
+    return Status::ok();
+  }
   virtual Status write(std::uint64_t offset, std::span<const std::byte> data) = 0;
   virtual Status flush() = 0;
   // Tells the device the range holds nothing of value; it may read back as anything.

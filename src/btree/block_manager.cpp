@@ -6,6 +6,12 @@
 
 namespace snapstore {
 
+namespace {
+
+constexpr std::size_t max_spare_blocks = 256;
+
+}  // namespace
+
 BlockManager::BlockManager(ChunkMap& chunks, std::uint64_t cache_bytes)
     : chunks_(chunks), capacity_(std::max<std::uint64_t>(cache_bytes / metadata_block_size, 64)) {}
 
@@ -28,7 +34,7 @@ Result<BlockRef> BlockManager::read(const BlockExpectation& want) {
     }
     ++misses_;
   }
-  auto block = std::make_shared<CachedBlock>(want.block);
+  auto block = take_block(want.block, /*zero=*/false);
   Status st = chunks_.read(space::metadata, want.block * metadata_block_size,
                            block->mutable_data(), [&](std::span<const std::byte> bytes) {
                              return metadata_block_valid(bytes, want);
@@ -45,6 +51,27 @@ Result<BlockRef> BlockManager::read(const BlockExpectation& want) {
   return BlockRef(block);
 }
 
+MutableBlockRef BlockManager::take_block(std::uint64_t number, bool zero) {
+  MutableBlockRef b;
+  {
+    std::lock_guard lock(mutex_);
+    if (!spare_.empty()) {
+      b = std::move(spare_.back());
+      spare_.pop_back();
+    }
+  }
+  if (!b) return std::make_shared<CachedBlock>(number);
+  b->number = number;
+  b->dirty = false;
+  if (zero) std::memset(b->bytes, 0, metadata_block_size);
+  return b;
+}
+
+void BlockManager::recycle(MutableBlockRef b) {
+  // Only the cache holds it: nobody can see it change.
+  if (b.use_count() == 1 && spare_.size() < max_spare_blocks) spare_.push_back(std::move(b));
+}
+
 void BlockManager::insert_clean(const MutableBlockRef& b) {
   lru_.push_front(b);
   clean_[b->number] = lru_.begin();
@@ -54,12 +81,13 @@ void BlockManager::insert_clean(const MutableBlockRef& b) {
 void BlockManager::evict_if_needed() {
   while (clean_.size() + dirty_.size() > capacity_ && !lru_.empty()) {
     clean_.erase(lru_.back()->number);
+    recycle(std::move(lru_.back()));
     lru_.pop_back();
   }
 }
 
 MutableBlockRef BlockManager::create(std::uint64_t number) {
-  auto block = std::make_shared<CachedBlock>(number);
+  auto block = take_block(number, /*zero=*/true);
   block->dirty = true;
   std::lock_guard lock(mutex_);
   if (auto c = clean_.find(number); c != clean_.end()) {
@@ -84,7 +112,11 @@ bool BlockManager::is_dirty(std::uint64_t number) {
 
 void BlockManager::discard_dirty(std::uint64_t number) {
   std::lock_guard lock(mutex_);
-  dirty_.erase(number);
+  if (auto d = dirty_.find(number); d != dirty_.end()) {
+    MutableBlockRef b = std::move(d->second);
+    dirty_.erase(d);
+    recycle(std::move(b));
+  }
 }
 
 void BlockManager::forget(std::uint64_t number) {
@@ -109,7 +141,7 @@ Status BlockManager::write_dirty() {
   // Runs of consecutive blocks inside one chunk go out as one device write.
   const std::vector<MutableBlockRef> dirty = dirty_blocks();
   const std::uint64_t per_chunk = chunks_.chunk_size() / metadata_block_size;
-  std::vector<std::byte> run;
+  std::vector<std::byte>& run = run_;
   std::size_t i = 0;
   while (i < dirty.size()) {
     std::size_t j = i + 1;

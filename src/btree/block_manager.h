@@ -71,6 +71,10 @@ class BlockManager {
   std::uint64_t capacity_blocks() const { return capacity_; }
 
  private:
+  // A block object for `number`: a recycled one when there is one (a 4 KiB allocation per
+  // shadowed or read block otherwise, and glibc then spends its time consolidating).
+  MutableBlockRef take_block(std::uint64_t number, bool zero);
+  void recycle(MutableBlockRef b);  // caller holds mutex_
   void insert_clean(const MutableBlockRef& b);
   void evict_if_needed();
 
@@ -80,6 +84,8 @@ class BlockManager {
   std::list<MutableBlockRef> lru_;  // front = most recent; clean blocks only
   std::unordered_map<std::uint64_t, std::list<MutableBlockRef>::iterator> clean_;
   std::unordered_map<std::uint64_t, MutableBlockRef> dirty_;
+  std::vector<MutableBlockRef> spare_;  // evicted or discarded blocks nobody else holds
+  std::vector<std::byte> run_;          // write_dirty's staging buffer, kept between commits
   std::uint64_t hits_ = 0, misses_ = 0;
 };
 

@@ -34,6 +34,12 @@ Result<BlockPointer> DataSpaceMap::create_index(TransactionManager& tm) {
   return tree.create();
 }
 
+DataSpaceMap::PageEntry DataSpaceMap::unwritten_page() {
+  PageEntry e;
+  e.page = {no_page, 0, 0};
+  return e;
+}
+
 std::uint32_t DataSpaceMap::blocks_in_page(std::uint64_t page) const {
   return static_cast<std::uint32_t>(std::min<std::uint64_t>(per_page, nr_blocks_ - page * per_page));
 }
@@ -43,7 +49,8 @@ void DataSpaceMap::grow(std::uint64_t nr_blocks) {
   const std::uint64_t old_pages = pages_.size();
   const std::uint64_t old_blocks = nr_blocks_;
   nr_blocks_ = nr_blocks;
-  pages_.resize((nr_blocks + per_page - 1) / per_page, PageEntry{{no_page, 0, 0}, 0});
+  pages_.resize((nr_blocks + per_page - 1) / per_page, unwritten_page());
+  freed_bits_.resize(nr_blocks, false);
   free_total_ += nr_blocks - old_blocks;
   // The last old page may have grown; new pages start all free.
   for (std::uint64_t p = old_pages ? old_pages - 1 : 0; p < pages_.size(); ++p) {
@@ -51,15 +58,25 @@ void DataSpaceMap::grow(std::uint64_t nr_blocks) {
     const std::uint64_t added_from = std::max(first, old_blocks);
     const std::uint64_t end = std::min(first + per_page, nr_blocks);
     if (end > added_from) pages_[p].free += static_cast<std::uint32_t>(end - added_from);
-    dirty_entries_.insert(p);
+    mark_entry_dirty(p);
   }
+  no_runs_ = false;
+}
+
+void DataSpaceMap::mark_entry_dirty(std::uint64_t page) {
+  if (pages_[page].entry_dirty) return;
+  pages_[page].entry_dirty = true;
+  dirty_entries_.push_back(page);
 }
 
 Status DataSpaceMap::load() {
-  std::vector<PageEntry> found(pages_.size(), PageEntry{{no_page, 0, 0}, 0});
+  std::vector<PageEntry> found(pages_.size(), unwritten_page());
   std::uint64_t free_total = 0;
   Status st = index_.scan(index_root_, 0, ~0ull, [&](std::uint64_t page, std::span<const std::byte> v) {
-    if (page < found.size()) found[page] = {decode_pointer(v.data()), load_le32(v.data() + 24)};
+    if (page < found.size()) {
+      found[page].page = decode_pointer(v.data());
+      found[page].free = load_le32(v.data() + 24);
+    }
     return true;
   });
   if (!st) return st;
@@ -72,11 +89,12 @@ Status DataSpaceMap::load() {
   pages_ = std::move(found);
   free_total_ = free_total;
   dirty_entries_.clear();
+  writable_pages_.clear();
   return Status::ok();
 }
 
 std::uint64_t DataSpaceMap::nr_free() const {
-  return free_total_ - std::min<std::uint64_t>(free_total_, freed_this_transaction_.size());
+  return free_total_ - std::min<std::uint64_t>(free_total_, freed_list_.size());
 }
 
 Result<std::uint32_t> DataSpaceMap::count(std::uint64_t block) {
@@ -90,6 +108,7 @@ Result<std::uint32_t> DataSpaceMap::count(std::uint64_t block) {
 
 Result<MutableBlockRef> DataSpaceMap::writable_page(std::uint64_t page) {
   PageEntry& e = pages_[page];
+  if (e.writable) return e.writable;  // refcount pages are never shared: still ours
   MutableBlockRef block;
   if (e.page.block == no_page) {
     auto fresh = tm_.new_block(metadata_type::refcount_page);
@@ -102,7 +121,9 @@ Result<MutableBlockRef> DataSpaceMap::writable_page(std::uint64_t page) {
     block = s->block;
   }
   e.page = tm_.pointer_to(*block);
-  dirty_entries_.insert(page);
+  e.writable = block;
+  writable_pages_.push_back(page);
+  mark_entry_dirty(page);
   return block;
 }
 
@@ -124,7 +145,10 @@ Status DataSpaceMap::adjust(std::uint64_t block, int delta) {
   if (after == 0) {
     ++pages_[p].free;
     ++free_total_;
-    freed_this_transaction_.insert(block);
+    if (!freed_bits_[block]) {
+      freed_bits_[block] = true;
+      freed_list_.push_back(block);
+    }
   }
   return Status::ok();
 }
@@ -132,7 +156,56 @@ Status DataSpaceMap::adjust(std::uint64_t block, int delta) {
 Status DataSpaceMap::inc(std::uint64_t block) { return adjust(block, +1); }
 Status DataSpaceMap::dec(std::uint64_t block) { return adjust(block, -1); }
 
+Result<std::vector<std::uint64_t>> DataSpaceMap::allocate_run(std::size_t want) {
+  std::vector<std::uint64_t> out;
+  if (no_runs_ || pages_.empty()) return out;
+  const std::uint64_t need = std::min<std::uint64_t>(want, min_run);
+  const std::uint64_t npages = pages_.size();
+  if (stream_cursor_ >= nr_blocks_) stream_cursor_ = 0;
+  for (std::uint64_t scanned = 0; scanned <= npages; ++scanned) {
+    const std::uint64_t p = (stream_cursor_ / per_page + scanned) % npages;
+    if (pages_[p].free < need) continue;
+    BlockRef current;
+    if (pages_[p].page.block != no_page) {
+      auto page = tm_.read(pages_[p].page);
+      if (!page) return page.status();
+      current = *page;
+    }
+    auto is_free = [&](std::uint64_t i) {
+      return !freed_bits_[p * per_page + i] &&
+             (!current || load_le32(current->bytes + metadata_header_size + i * 4) == 0);
+    };
+    // The first run of free blocks at least `need` long (taking up to `want` of it).
+    const std::uint64_t n = blocks_in_page(p);
+    std::uint64_t i = scanned == 0 ? stream_cursor_ % per_page : 0;
+    while (i < n) {
+      while (i < n && !is_free(i)) ++i;
+      std::uint64_t end = i;
+      while (end < n && end - i < want && is_free(end)) ++end;
+      if (end - i >= need) {
+        auto page = writable_page(p);
+        if (!page) return page.status();
+        for (std::uint64_t k = i; k < end; ++k) {
+          store_le32((*page)->bytes + metadata_header_size + k * 4, 1);
+          out.push_back(p * per_page + k);
+        }
+        pages_[p].free -= static_cast<std::uint32_t>(end - i);
+        free_total_ -= end - i;
+        stream_cursor_ = p * per_page + end;
+        return out;
+      }
+      i = end;
+    }
+  }
+  no_runs_ = true;
+  return out;
+}
+
 Result<std::vector<std::uint64_t>> DataSpaceMap::allocate(std::size_t want) {
+  if (want >= run_threshold) {
+    auto run = allocate_run(want);
+    if (!run || !run->empty()) return run;
+  }
   std::vector<std::uint64_t> out;
   const std::uint64_t npages = pages_.size();
   for (std::uint64_t scanned = 0; scanned <= npages && out.size() < want; ++scanned) {
@@ -150,7 +223,7 @@ Result<std::vector<std::uint64_t>> DataSpaceMap::allocate(std::size_t want) {
     for (std::uint64_t i = start; i < blocks_in_page(p) && out.size() < want; ++i) {
       const std::uint64_t b = p * per_page + i;
       if (current && load_le32(current->bytes + metadata_header_size + i * 4) != 0) continue;
-      if (!freed_this_transaction_.empty() && freed_this_transaction_.count(b)) continue;
+      if (freed_bits_[b]) continue;
       out.push_back(b);
     }
     if (out.size() == before) continue;
@@ -167,9 +240,9 @@ Result<std::vector<std::uint64_t>> DataSpaceMap::allocate(std::size_t want) {
 }
 
 Status DataSpaceMap::flush_index() {
-  std::vector<std::uint64_t> pages(dirty_entries_.begin(), dirty_entries_.end());
-  std::sort(pages.begin(), pages.end());
-  for (std::uint64_t p : pages) {
+  std::sort(dirty_entries_.begin(), dirty_entries_.end());
+  for (std::uint64_t p : dirty_entries_) {
+    pages_[p].entry_dirty = false;
     if (pages_[p].page.block == no_page) continue;
     auto root = index_.insert(index_root_, p, encode_entry(pages_[p].page, pages_[p].free));
     if (!root) return root.status();
@@ -203,7 +276,11 @@ Result<BlockPointer> DataSpaceMap::seal() {
 // out first, so overwrites land on blocks the backing file already holds instead of
 // growing into holes (which costs the host file system an allocation each time).
 void DataSpaceMap::end_transaction() {
-  freed_this_transaction_.clear();
+  for (std::uint64_t b : freed_list_) freed_bits_[b] = false;
+  if (!freed_list_.empty()) no_runs_ = false;
+  freed_list_.clear();
+  for (std::uint64_t p : writable_pages_) pages_[p].writable.reset();
+  writable_pages_.clear();
   cursor_ = 0;
 }
 

@@ -17,7 +17,6 @@
 //  4. Callers hold the pool's metadata lock exclusively for every call but count().
 #pragma once
 
-#include <unordered_set>
 #include <vector>
 
 #include "btree/btree.h"
@@ -39,9 +38,20 @@ class DataSpaceMap {
   void grow(std::uint64_t nr_blocks);
 
   Result<std::uint32_t> count(std::uint64_t block);
-  // Allocates up to `want` blocks (count 0 -> 1), preferring consecutive ones; returns
-  // fewer only when the space runs out (no_space if none).
+  // Allocates up to `want` blocks (count 0 -> 1); returns fewer only when the space runs
+  // out (no_space if none), or, for a large request, when it returns one run of
+  // consecutive blocks that is shorter (call again for the rest).
+  //
+  // Placement: a request of run_threshold blocks or more takes a run of consecutive free
+  // blocks (at least min(want, min_run) long) from the stream cursor on, so that large
+  // writes stay contiguous on the device whatever small overwrites have left behind; the
+  // stream cursor moves on through free space and is not reset at commits. Smaller
+  // requests (and large ones when no such run is left) take the first free blocks from
+  // the block cursor, which goes back to 0 at every commit, so that small overwrites
+  // reuse the holes earlier overwrites left (blocks the backing file already holds).
   Result<std::vector<std::uint64_t>> allocate(std::size_t want);
+  static constexpr std::size_t run_threshold = 8;
+  static constexpr std::size_t min_run = 64;
   Status inc(std::uint64_t block);
   Status dec(std::uint64_t block);
 
@@ -56,10 +66,15 @@ class DataSpaceMap {
   struct PageEntry {
     BlockPointer page;  // block == no_page: never written, all zero
     std::uint32_t free = 0;
+    bool entry_dirty = false;  // listed in dirty_entries_
+    MutableBlockRef writable;  // the page's dirty block in the open transaction, if any
   };
   static constexpr std::uint64_t no_page = ~std::uint64_t{0};
 
+  static PageEntry unwritten_page();
   Result<MutableBlockRef> writable_page(std::uint64_t page);
+  void mark_entry_dirty(std::uint64_t page);
+  Result<std::vector<std::uint64_t>> allocate_run(std::size_t want);
   Status seal_page(std::span<std::byte> index_value);
   Status adjust(std::uint64_t block, int delta);
   std::uint32_t blocks_in_page(std::uint64_t page) const;
@@ -69,10 +84,17 @@ class DataSpaceMap {
   BlockPointer index_root_;
   std::uint64_t nr_blocks_;
   std::vector<PageEntry> pages_;
-  std::unordered_set<std::uint64_t> dirty_entries_;
-  std::unordered_set<std::uint64_t> freed_this_transaction_;
+  std::vector<std::uint64_t> dirty_entries_;   // pages whose index entry changed
+  std::vector<std::uint64_t> writable_pages_;  // pages with `writable` set
+  // Blocks whose count dropped to zero in the open transaction: a bit per block for the
+  // allocator's test and a list to clear them at commit (cost per freed block, not per
+  // block of the pool: this runs at every commit).
+  std::vector<bool> freed_bits_;
+  std::vector<std::uint64_t> freed_list_;
   std::uint64_t free_total_ = 0;
-  std::uint64_t cursor_ = 0;
+  std::uint64_t cursor_ = 0;         // small requests: first candidate block
+  std::uint64_t stream_cursor_ = 0;  // large requests: where the next run is looked for
+  bool no_runs_ = false;             // a full sweep found no run; until more space is free
 };
 
 }  // namespace snapstore

@@ -31,6 +31,10 @@ struct DaemonConfig {
   bool read_only = false;
 };
 
+// The pool that scripts/run.sh serves unless SNAPSTORE_POOL says otherwise; snapshotctl
+// finds the daemon's control socket beside it by default.
+inline constexpr const char* default_pool_path = "/var/lib/snapstore/pool.snap";
+
 // The default socket paths for a pool file: "<pool>.nbd.sock" and "<pool>.ctl.sock".
 std::filesystem::path default_nbd_socket(const std::filesystem::path& pool);
 std::filesystem::path default_control_socket(const std::filesystem::path& pool);

@@ -12,8 +12,6 @@ namespace snapstore {
 namespace asio = boost::asio;
 using json = nlohmann::json;
 
-namespace {
-
 std::string error_code_name(errc code) {
   switch (code) {
     case errc::not_found: return "not_found";
@@ -28,19 +26,23 @@ std::string error_code_name(errc code) {
   }
 }
 
+namespace {
+
 std::string error_reply(const std::string& code, const std::string& message) {
   return json{{"version", control_protocol_version},
               {"ok", false},
               {"error", {{"code", code}, {"message", message}}}}
-      .dump();
+      .dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 }  // namespace
 
-ControlServer::ControlServer(asio::io_context& io, std::size_t max_request_bytes)
-    : io_(io), max_request_bytes_(max_request_bytes) {}
+ControlServer::ControlServer(asio::io_context& io, ControlServerOptions options)
+    : io_(io), options_(options) {}
 
 ControlServer::~ControlServer() {
+  worker_.stop();
+  worker_.join();
   if (!path_.empty()) ::unlink(path_.c_str());
 }
 
@@ -48,7 +50,9 @@ void ControlServer::add_command(std::string name, Handler handler) {
   commands_[std::move(name)] = std::move(handler);
 }
 
-std::string ControlServer::handle_line(std::string_view line) const {
+// Checks the request's framing fields and finds its handler; an error reply otherwise.
+std::variant<ControlServer::Call, std::string> ControlServer::parse_request(
+    std::string_view line) const {
   json request = json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (request.is_discarded() || !request.is_object())
     return error_reply("bad_request", "request is not a JSON object");
@@ -67,15 +71,26 @@ std::string ControlServer::handle_line(std::string_view line) const {
     return error_reply("unknown_command", "unknown command '" + command->get<std::string>() + "'");
   json args = request.value("args", json::object());
   if (!args.is_object()) return error_reply("bad_request", "\"args\" must be an object");
+  return Call{&it->second, std::move(args)};
+}
+
+std::string ControlServer::run(const Call& call) {
   try {
-    Result<json> result = it->second(args);
+    Result<json> result = (*call.handler)(call.args);
     if (!result) return error_reply(error_code_name(result.status().code()), result.status().message());
-    return json{{"version", control_protocol_version}, {"ok", true}, {"result", *result}}.dump();
+    return json{{"version", control_protocol_version}, {"ok", true}, {"result", *result}}.dump(
+        -1, ' ', false, json::error_handler_t::replace);
   } catch (const json::exception& e) {  // a handler read an argument of the wrong type
     return error_reply("invalid_argument", e.what());
-  } catch (const std::exception& e) {  // nothing a handler throws may reach the io thread
+  } catch (const std::exception& e) {  // nothing a handler throws may reach a thread's top
     return error_reply("internal_error", e.what());
   }
+}
+
+std::string ControlServer::handle_line(std::string_view line) const {
+  auto parsed = parse_request(line);
+  if (auto* reply = std::get_if<std::string>(&parsed)) return *reply;
+  return run(std::get<Call>(parsed));
 }
 
 Status ControlServer::listen(const std::filesystem::path& path, unsigned mode, int gid) {
@@ -106,34 +121,70 @@ asio::awaitable<void> ControlServer::accept_loop() {
     auto socket = co_await acceptor_->async_accept(asio::redirect_error(asio::use_awaitable, ec));
     if (ec == asio::error::operation_aborted || !acceptor_->is_open()) co_return;
     if (ec) continue;
-    asio::co_spawn(io_, serve(std::move(socket)), asio::detached);
+    auto shared = std::make_shared<asio::local::stream_protocol::socket>(std::move(socket));
+    std::erase_if(clients_, [](auto& w) { return w.expired(); });
+    if (clients_.size() >= options_.max_clients) {
+      // Told why, then closed; the write is small enough never to block.
+      std::string reply = error_reply("busy", "too many control clients (at most " +
+                                                  std::to_string(options_.max_clients) + ")") +
+                          '\n';
+      asio::write(*shared, asio::buffer(reply), ec);
+      shared->close(ec);
+      continue;
+    }
+    clients_.push_back(shared);
+    asio::co_spawn(io_, serve(std::move(shared)), asio::detached);
   }
 }
 
-asio::awaitable<void> ControlServer::serve(asio::local::stream_protocol::socket socket) {
-  auto shared = std::make_shared<asio::local::stream_protocol::socket>(std::move(socket));
-  std::erase_if(clients_, [](auto& w) { return w.expired(); });
-  clients_.push_back(shared);
+// Runs the handler on the worker thread; resumes on the io thread with the reply.
+// (A plain post there and back: Boost 1.74's co_spawn onto another executor, awaited from
+// this coroutine, corrupts its frame recycling.)
+asio::awaitable<std::string> ControlServer::run_on_worker(Call call) {
+  auto initiate = [this](auto handler, Call call) {
+    auto work = asio::make_work_guard(handler);  // keeps the io side running meanwhile
+    asio::post(worker_, [handler = std::move(handler), work = std::move(work),
+                         call = std::move(call)]() mutable {
+      std::string reply = run(call);
+      auto io = work.get_executor();
+      asio::post(io, [handler = std::move(handler), reply = std::move(reply)]() mutable {
+        std::move(handler)(std::move(reply));
+      });
+    });
+  };
+  co_return co_await asio::async_initiate<decltype(asio::use_awaitable), void(std::string)>(
+      initiate, asio::use_awaitable, std::move(call));
+}
+
+asio::awaitable<void> ControlServer::serve(socket_ptr socket) {
   std::string buffer;
   for (;;) {
     boost::system::error_code ec;
     std::size_t n = co_await asio::async_read_until(
-        *shared, asio::dynamic_buffer(buffer, max_request_bytes_ + 1), '\n',
+        *socket, asio::dynamic_buffer(buffer, options_.max_request_bytes + 1), '\n',
         asio::redirect_error(asio::use_awaitable, ec));
     std::string reply;
     bool close_after = false;
     if (ec == asio::error::not_found) {  // the line outgrew the limit
-      reply = error_reply("request_too_large", "request longer than " +
-                                                   std::to_string(max_request_bytes_) + " bytes");
+      reply = error_reply("request_too_large",
+                          "request longer than " + std::to_string(options_.max_request_bytes) +
+                              " bytes");
       close_after = true;
     } else if (ec) {
       co_return;
     } else {
-      reply = handle_line(std::string_view(buffer).substr(0, n - 1));
+      std::string line = buffer.substr(0, n - 1);
       buffer.erase(0, n);
+      if (!line.empty() && line.back() == '\r') line.pop_back();  // tolerate CRLF clients
+      auto parsed = parse_request(line);  // here: a bad request never waits for a handler
+      if (auto* error = std::get_if<std::string>(&parsed))
+        reply = std::move(*error);
+      else
+        reply = co_await run_on_worker(std::move(std::get<Call>(parsed)));
     }
     reply += '\n';
-    co_await asio::async_write(*shared, asio::buffer(reply), asio::redirect_error(asio::use_awaitable, ec));
+    co_await asio::async_write(*socket, asio::buffer(reply),
+                               asio::redirect_error(asio::use_awaitable, ec));
     if (ec || close_after) co_return;
   }
 }

@@ -7,7 +7,7 @@
 
 #include <chrono>
 
-#include "daemon/control_server.h"
+#include "daemon/control_commands.h"
 #include "daemon/size_parse.h"
 #include "nbd/server.h"
 #include "store/file_device.h"
@@ -17,7 +17,6 @@
 namespace snapstore {
 
 namespace asio = boost::asio;
-using json = nlohmann::json;
 
 namespace {
 
@@ -94,54 +93,6 @@ Status add_exports(const DaemonConfig& config, ExportTable& exports, std::shared
   return Status::ok();
 }
 
-json pool_status(Pool& pool) {
-  PoolStats s = pool.stats();
-  return {{"generation", s.generation},
-          {"data_block_size", s.data_block_size},
-          {"data_blocks", s.data_blocks},
-          {"data_blocks_free", s.data_blocks_free},
-          {"metadata_blocks", s.metadata_blocks},
-          {"metadata_blocks_free", s.metadata_blocks_free},
-          {"device_bytes", s.device_bytes},
-          {"unallocated_bytes", s.unallocated_bytes},
-          {"commits", s.commits},
-          {"cache", {{"hits", s.cache.hits},
-                     {"misses", s.cache.misses},
-                     {"cached_blocks", s.cache.cached_blocks},
-                     {"dirty_blocks", s.cache.dirty_blocks},
-                     {"capacity_blocks", s.cache.capacity_blocks}}},
-          {"copies", {{"checksum_failures", s.copies.checksum_failures},
-                      {"repairs", s.copies.repairs},
-                      {"unrecoverable", s.copies.unrecoverable}}},
-          {"failure", s.failure}};
-}
-
-void add_control_commands(ControlServer& control, const ExportTable& exports,
-                          nbd::Server& server, const DaemonConfig& config,
-                          std::shared_ptr<Pool> pool) {
-  const auto started = std::chrono::steady_clock::now();
-  control.add_command("status", [&, started, pool](const json&) -> Result<json> {
-    json volumes = json::array();
-    for (const ExportEntry& e : exports.list()) {
-      VolumePtr v = exports.find(e.name);
-      if (!v) continue;
-      volumes.push_back({{"name", e.name},
-                         {"description", e.description},
-                         {"size", v->size()},
-                         {"read_only", v->read_only()},
-                         {"connections", server.connections().count_attached(e.name)}});
-    }
-    auto uptime = std::chrono::steady_clock::now() - started;
-    json out{{"pool", config.pool.string()},
-                {"backend", config.backend},
-                {"uptime_seconds", std::chrono::duration_cast<std::chrono::seconds>(uptime).count()},
-                {"connections", server.connections().count()},
-                {"volumes", volumes}};
-    if (pool) out["space"] = pool_status(*pool);
-    return out;
-  });
-}
-
 }  // namespace
 
 int run_daemon(const DaemonConfig& config) {
@@ -166,7 +117,9 @@ int run_daemon(const DaemonConfig& config) {
   options.limits.threads_per_connection = config.worker_threads;
   nbd::Server server(io, exports, options);
   ControlServer control(io);
-  add_control_commands(control, exports, server, config, pool);
+  add_control_commands(control, std::make_shared<ControlContext>(ControlContext{
+                                    .config = config, .exports = exports, .server = server,
+                                    .pool = pool}));
 
   Status st = Status::ok();
   if (config.tcp) st = server.listen_tcp(config.listen_host, config.listen_port);

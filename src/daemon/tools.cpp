@@ -191,6 +191,7 @@ int dump_command(int argc, const char* const* argv) {
                        {"parent", v.parent},
                        {"read_only", v.read_only()},
                        {"created_ns", v.created_ns},
+                       {"mapped_blocks", v.mapped_blocks},
                        {"mapping_root", v.mapping.block}});
   json chunks = json::array();
   for (const Chunk& c : sb.chunks) {
@@ -216,6 +217,8 @@ int dump_command(int argc, const char* const* argv) {
            {"metadata_blocks", s.metadata_blocks},
            {"metadata_blocks_free", s.metadata_blocks_free},
            {"volumes", volumes},
+           {"reclaim_pending_volumes", s.reclaim_pending_volumes},
+           {"reclaim_pending_blocks", s.reclaim_pending_blocks},
            {"chunks", chunks}};
   if (as_json) {
     std::cout << out.dump(2) << "\n";
@@ -233,11 +236,15 @@ int dump_command(int argc, const char* const* argv) {
   std::printf("metadata: %llu of %llu blocks in use (%s profile)\n",
               (unsigned long long)(s.metadata_blocks - s.metadata_blocks_free),
               (unsigned long long)s.metadata_blocks, std::string(profile_name(sb.metadata_profile)).c_str());
-  std::printf("%-6s %-24s %12s %8s %s\n", "ID", "NAME", "SIZE", "PARENT", "FLAGS");
+  if (s.reclaim_pending_volumes > 0)
+    std::printf("reclaim: %llu deleted trees still to release (at most %llu blocks)\n",
+                (unsigned long long)s.reclaim_pending_volumes, (unsigned long long)s.reclaim_pending_blocks);
+  std::printf("%-6s %-24s %12s %12s %8s %s\n", "ID", "NAME", "SIZE", "MAPPED", "PARENT", "FLAGS");
   for (const auto& v : volumes)
-    std::printf("%-6llu %-24s %12s %8llu %s\n", (unsigned long long)v["id"].get<std::uint64_t>(),
+    std::printf("%-6llu %-24s %12s %12s %8llu %s\n", (unsigned long long)v["id"].get<std::uint64_t>(),
                 v["name"].get<std::string>().c_str(),
                 format_size(v["size"].get<std::uint64_t>()).c_str(),
+                format_size(v["mapped_blocks"].get<std::uint64_t>() * sb.data_block_size).c_str(),
                 (unsigned long long)v["parent"].get<std::uint64_t>(), v["read_only"].get<bool>() ? "ro" : "rw");
   return 0;
 }

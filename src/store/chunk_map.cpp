@@ -48,6 +48,11 @@ std::vector<Chunk> ChunkMap::chunks() const {
   return chunks_;
 }
 
+std::size_t ChunkMap::chunk_count() const {
+  std::shared_lock lock(mutex_);
+  return chunks_.size();
+}
+
 ChunkMapStats ChunkMap::stats() const {
   return {checksum_failures_.load(), repairs_.load(), unrecoverable_.load()};
 }
@@ -163,13 +168,19 @@ Status ChunkMap::read_copy(space s, std::uint64_t offset, std::size_t copy,
 
 Status ChunkMap::read(space s, std::uint64_t offset, std::span<std::byte> out,
                       const Verifier& verify) {
+  return read_copies(s, offset, out, verify, 0, Status::ok());
+}
+
+Status ChunkMap::read_copies(space s, std::uint64_t offset, std::span<std::byte> out,
+                             const Verifier& verify, std::size_t first, Status earlier) {
   std::shared_lock lock(mutex_);
   auto loc = locate(s, offset, out.size());
   if (!loc) return loc.status();
   const auto& stripes = loc->chunk->stripes;
   std::vector<std::size_t> bad;
-  Status last = corruption("checksum mismatch on every copy");
-  for (std::size_t i = 0; i < stripes.size(); ++i) {
+  for (std::size_t i = 0; i < first && i < stripes.size(); ++i) bad.push_back(i);
+  Status last = first > 0 ? earlier : corruption("checksum mismatch on every copy");
+  for (std::size_t i = first; i < stripes.size(); ++i) {
     const Stripe& st = stripes[i];
     Status io = devices_[st.device]->read(st.offset + loc->within, out);
     if (!io.is_ok()) {
@@ -194,6 +205,47 @@ Status ChunkMap::read(space s, std::uint64_t offset, std::span<std::byte> out,
     return corruption("every copy of " + std::string(s == space::metadata ? "metadata" : "data") +
                       " at logical offset " + std::to_string(offset) + " fails its checksum");
   return last;
+}
+
+Status ChunkMap::read_runs(space s, std::span<const Run> runs, const RunVerifier& verify) {
+  // Per device: the ranges of copy 0 and which run each one is. Kept per thread.
+  thread_local std::vector<std::vector<BlockDevice::ReadRange>> ranges;
+  thread_local std::vector<std::vector<std::size_t>> owner;
+  thread_local std::vector<Status> failed;  // copy 0's I/O error, per run
+  failed.assign(runs.size(), Status::ok());
+  {
+    std::shared_lock lock(mutex_);
+    ranges.resize(devices_.size());
+    owner.resize(devices_.size());
+    for (std::size_t d = 0; d < devices_.size(); ++d) {
+      ranges[d].clear();
+      owner[d].clear();
+    }
+    for (std::size_t i = 0; i < runs.size(); ++i) {
+      auto loc = locate(s, runs[i].offset, runs[i].out.size());
+      if (!loc) return loc.status();
+      const Stripe& st = loc->chunk->stripes[0];
+      ranges[st.device].push_back({st.offset + loc->within, runs[i].out});
+      owner[st.device].push_back(i);
+    }
+    for (std::size_t d = 0; d < devices_.size(); ++d) {
+      for (std::size_t pos = 0; pos < ranges[d].size();) {
+        std::size_t done = 0;
+        Status st = devices_[d]->read_many(std::span(ranges[d]).subspan(pos), done);
+        if (st.is_ok()) break;
+        failed[owner[d][pos + done]] = st;
+        pos += done + 1;
+      }
+    }
+  }
+  for (std::size_t i = 0; i < runs.size(); ++i) {
+    const bool io_failed = !failed[i].is_ok();
+    if (!io_failed && verify(i, runs[i].out)) continue;
+    auto check = [&](std::span<const std::byte> bytes) { return verify(i, bytes); };
+    SNAPSTORE_RETURN_IF_ERROR(io_failed ? read_copies(s, runs[i].offset, runs[i].out, check, 1, failed[i])
+                                        : read(s, runs[i].offset, runs[i].out, check));
+  }
+  return Status::ok();
 }
 
 Status ChunkMap::write(space s, std::uint64_t offset, std::span<const std::byte> data) {

@@ -45,6 +45,8 @@ class ChunkMap {
   std::uint64_t chunk_size() const { return chunk_size_; }
   std::uint64_t space_bytes(space s) const;
   std::vector<Chunk> chunks() const;
+  // Chunks only ever get added (invariant 1): an unchanged count means an unchanged map.
+  std::size_t chunk_count() const;
   std::size_t device_count() const { return devices_.size(); }
   const BlockDevicePtr& device(std::size_t i) const { return devices_[i]; }
   ChunkMapStats stats() const;
@@ -58,6 +60,15 @@ class ChunkMap {
   bool can_allocate(profile p) const;
 
   Status read(space s, std::uint64_t offset, std::span<std::byte> out, const Verifier& verify);
+  // Reads several runs of one space, each inside one chunk: the first copy of every run in
+  // one device call per device, then verify(i, bytes) on each; a run that fails either
+  // way is read again through read() (every copy, repair), so the result is read()'s.
+  struct Run {
+    std::uint64_t offset = 0;  // logical
+    std::span<std::byte> out;
+  };
+  using RunVerifier = std::function<bool(std::size_t run, std::span<const std::byte>)>;
+  Status read_runs(space s, std::span<const Run> runs, const RunVerifier& verify);
   Status write(space s, std::uint64_t offset, std::span<const std::byte> data);
   // Reads copy `copy` alone, unverified (for scrub and the checker).
   Status read_copy(space s, std::uint64_t offset, std::size_t copy, std::span<std::byte> out);
@@ -73,6 +84,9 @@ class ChunkMap {
     std::uint64_t within = 0;
   };
   Result<Location> locate(space s, std::uint64_t offset, std::uint64_t length) const;
+  // read() from copy `first` on; copies before it failed with `earlier` (an I/O error).
+  Status read_copies(space s, std::uint64_t offset, std::span<std::byte> out,
+                     const Verifier& verify, std::size_t first, Status earlier);
   Result<std::vector<Stripe>> place(profile p) const;
   std::vector<std::pair<std::uint64_t, std::uint64_t>> free_extents(std::uint32_t device) const;
 

@@ -6,10 +6,15 @@
 #include <linux/fs.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <setjmp.h>
+#include <csignal>
 #include <cerrno>
+#include <cstring>
+#include <mutex>
 #include <utility>
 
 namespace snapstore {
@@ -114,6 +119,53 @@ Status size_new_file(int fd, const std::filesystem::path& path, std::uint64_t si
   return st;
 }
 
+// SIGBUS guard for copies out of a mapping (invariant 3). A thread that copies sets
+// bus_guard to its jump buffer; the handler jumps back there, and the copy reports an
+// io_error. A SIGBUS anywhere else goes to the action that was installed before ours.
+thread_local sigjmp_buf* volatile bus_guard = nullptr;
+struct sigaction previous_bus_action {};
+
+void on_sigbus(int sig, siginfo_t* info, void* context) {
+  if (sigjmp_buf* env = bus_guard) {
+    bus_guard = nullptr;
+    siglongjmp(*env, 1);  // SA_NODEFER: SIGBUS is not left blocked
+  }
+  if (previous_bus_action.sa_flags & SA_SIGINFO) {
+    previous_bus_action.sa_sigaction(sig, info, context);
+    return;
+  }
+  if (previous_bus_action.sa_handler != SIG_DFL && previous_bus_action.sa_handler != SIG_IGN) {
+    previous_bus_action.sa_handler(sig);
+    return;
+  }
+  // Default action: restore it; returning re-runs the faulting access, which then kills
+  // the process as if no handler had been installed.
+  ::signal(SIGBUS, SIG_DFL);
+}
+
+bool install_bus_guard() {
+  static std::once_flag once;
+  static bool installed = false;
+  std::call_once(once, [] {
+    struct sigaction sa {};
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    installed = ::sigaction(SIGBUS, &sa, &previous_bus_action) == 0;
+  });
+  return installed;
+}
+
+// Copies from a mapping; false if the copy faulted (SIGBUS).
+bool guarded_copy(std::byte* to, const std::byte* from, std::size_t n) {
+  sigjmp_buf env;
+  if (sigsetjmp(env, 0) != 0) return false;
+  bus_guard = &env;
+  std::memcpy(to, from, n);
+  bus_guard = nullptr;
+  return true;
+}
+
 struct geometry {
   std::uint64_t size = 0;
   bool block_device = false;
@@ -144,11 +196,21 @@ Result<std::shared_ptr<FileDevice>> FileDevice::open(const std::filesystem::path
   if (opened->created) SNAPSTORE_RETURN_IF_ERROR(size_new_file(fd, path, options.create_size));
   Result<geometry> g = measure(fd, path);
   if (!g) return g.status();
-  return std::shared_ptr<FileDevice>(
+  std::shared_ptr<FileDevice> device(
       new FileDevice(opened->fd.release(), g->size, options.read_only, g->block_device, path));
+  device->map();
+  return device;
+}
+
+void FileDevice::map() {
+  if (!install_bus_guard()) return;
+  void* p = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
+  if (p == MAP_FAILED) return;  // reads use pread
+  map_ = static_cast<const std::byte*>(p);
 }
 
 FileDevice::~FileDevice() {
+  if (map_) ::munmap(const_cast<std::byte*>(map_), size_);
   ::close(fd_);
 }
 
@@ -168,6 +230,31 @@ Status FileDevice::check_writable(const char* what) const {
 
 Status FileDevice::read(std::uint64_t offset, std::span<std::byte> out) {
   SNAPSTORE_RETURN_IF_ERROR(check_range(offset, out.size(), "read"));
+  if (map_) {
+    if (guarded_copy(out.data(), map_ + offset, out.size())) return Status::ok();
+    // The mapping faulted: pread says what went wrong (or reads what is there now).
+  }
+  return pread_all(offset, out);
+}
+
+Status FileDevice::read_many(std::span<const ReadRange> ranges, std::size_t& done) {
+  if (!map_) return BlockDevice::read_many(ranges, done);
+  constexpr std::size_t ahead = 8;  // ranges in flight: measured best for scattered 4 KiB
+  auto prefetch = [&](std::size_t i) {
+    if (i < ranges.size() && ranges[i].offset < size_) __builtin_prefetch(map_ + ranges[i].offset);
+  };
+  for (std::size_t i = 0; i < ahead; ++i) prefetch(i);
+  for (done = 0; done < ranges.size(); ++done) {
+    prefetch(done + ahead);
+    const ReadRange& r = ranges[done];
+    SNAPSTORE_RETURN_IF_ERROR(check_range(r.offset, r.out.size(), "read"));
+    if (!guarded_copy(r.out.data(), map_ + r.offset, r.out.size()))
+      SNAPSTORE_RETURN_IF_ERROR(pread_all(r.offset, r.out));
+  }
+  return Status::ok();
+}
+
+Status FileDevice::pread_all(std::uint64_t offset, std::span<std::byte> out) {
   std::size_t done = 0;
   while (done < out.size()) {
     ssize_t n =

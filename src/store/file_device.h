@@ -14,8 +14,13 @@
 //     description, so this also holds between two opens inside one process. A writable
 //     block device is additionally opened O_EXCL, which the kernel refuses while the device
 //     is mounted or opened exclusively by someone else.
-//  3. read/write are positioned pread/pwrite loops: EINTR is retried, short transfers are
-//     continued; a read that meets end-of-file is an io_error (the file shrank under us).
+//  3. write is a positioned pwrite loop: EINTR is retried, short transfers are continued.
+//     read copies from a read-only shared mapping of the whole device when there is one
+//     (the same page cache that pwrite fills, so always coherent; no system call and no
+//     page-cache lookup per block, which matters when a request's blocks are scattered),
+//     else it is a pread loop. A fault on the mapping (an I/O error reading the page in,
+//     or the file shrank under us) raises SIGBUS, which a guard turns into io_error for
+//     that read; a read that meets end-of-file through pread is an io_error too.
 //  4. flush() is fdatasync. A file created by open() has its directory entry synced too,
 //     so a flushed write on a new pool survives a power cut.
 //  5. discard() punches a hole in a file (reads back zeroes) or issues BLKDISCARD on a
@@ -54,6 +59,9 @@ class FileDevice final : public BlockDevice {
   bool is_block_device() const { return block_device_; }
 
   Status read(std::uint64_t offset, std::span<std::byte> out) override;
+  // From the mapping, prefetching the next ranges while copying one: a request whose
+  // blocks are scattered over the device is bound by memory latency, not by copying.
+  Status read_many(std::span<const ReadRange> ranges, std::size_t& done) override;
   Status write(std::uint64_t offset, std::span<const std::byte> data) override;
   Status flush() override;
   Status discard(std::uint64_t offset, std::uint64_t length) override;
@@ -67,12 +75,16 @@ class FileDevice final : public BlockDevice {
         block_device_(block_device),
         path_(std::move(path)) {}
 
+  void map();  // sets map_ when the device can be mapped; reads fall back to pread if not
+  Status pread_all(std::uint64_t offset, std::span<std::byte> out);
+
   Status check_range(std::uint64_t offset, std::uint64_t length, const char* what) const;
   Status check_writable(const char* what) const;
   Status punch_hole(std::uint64_t offset, std::uint64_t length);
   Status block_discard(std::uint64_t offset, std::uint64_t length);
 
   int fd_;
+  const std::byte* map_ = nullptr;  // PROT_READ, MAP_SHARED, size_ bytes
   std::uint64_t size_;
   bool read_only_;
   bool block_device_;

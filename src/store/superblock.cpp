@@ -1,6 +1,9 @@
 // Superblock encoding and decoding. The byte layout is in superblock.h.
 #include "store/superblock.h"
 
+#include <algorithm>
+#include <cstring>
+
 #include "store/checksum.h"
 #include "store/endian.h"
 
@@ -83,12 +86,24 @@ Result<profile> parse_profile(std::string_view name) {
 }
 
 Result<std::vector<std::byte>> encode_superblock(const Superblock& sb) {
+  std::vector<std::byte> out(superblock_size);
+  SNAPSTORE_RETURN_IF_ERROR(encode_superblock_into(sb, out));
+  return out;
+}
+
+std::size_t superblock_used_bytes(const Superblock& sb) {
+  const std::size_t end = chunk_map_offset + std::min(sb.chunks.size(), max_chunks) * chunk_entry_size;
+  return std::min(superblock_size, (end + 4095) / 4096 * 4096);
+}
+
+Status encode_superblock_into(const Superblock& sb, std::span<std::byte> out) {
+  if (out.size() != superblock_size) return invalid_argument("superblock buffer has the wrong size");
   if (sb.devices.empty() || sb.devices.size() > max_devices)
     return invalid_argument("a pool has 1 to 32 devices");
   if (sb.metadata_sm_index.size() > max_metadata_sm_index)
     return no_space("metadata space map index is full");
   if (sb.chunks.size() > max_chunks) return no_space("chunk map is full");
-  std::vector<std::byte> out(superblock_size);
+  std::memset(out.data(), 0, out.size());
   std::byte* p = out.data();
   store_le64(p, superblock_magic);
   store_le32(p + 16, sb.version);
@@ -126,8 +141,8 @@ Result<std::vector<std::byte>> encode_superblock(const Superblock& sb) {
   }
   for (std::size_t i = 0; i < sb.chunks.size(); ++i)
     put_chunk(p + chunk_map_offset + i * chunk_entry_size, sb.chunks[i]);
-  store_le64(p + 8, checksum(std::span(out).subspan(16), slot_seed(sb.slot)));
-  return out;
+  store_le64(p + 8, checksum(out.subspan(16), slot_seed(sb.slot)));
+  return Status::ok();
 }
 
 Result<Superblock> decode_superblock(std::span<const std::byte> bytes, std::uint32_t slot) {

@@ -33,6 +33,10 @@
 //  2. Commit N writes slot N % 2 after every block it names is durable, then flushes; so
 //     the valid slot with the highest generation names a complete, durable pool.
 //  3. Every reserved byte is written as zero and ignored on read.
+//  4. Every byte of a slot past superblock_used_bytes() (the end of the last chunk entry,
+//     rounded up to 4 KiB) is zero, on disk as in the encoding: format zeroes both slots,
+//     and the chunk count never decreases. So a commit writes only that prefix; the
+//     checksum still covers the whole slot.
 #pragma once
 
 #include <array>
@@ -132,6 +136,11 @@ struct Superblock {
 // Encodes into exactly superblock_size bytes, checksum included. Fails if a list
 // exceeds its capacity.
 Result<std::vector<std::byte>> encode_superblock(const Superblock& sb);
+// The same into `out` (superblock_size bytes, overwritten entirely), without allocating.
+Status encode_superblock_into(const Superblock& sb, std::span<std::byte> out);
+// How many leading bytes of sb's encoding can be non-zero (invariant 4): a multiple of
+// 4 KiB, at most superblock_size.
+std::size_t superblock_used_bytes(const Superblock& sb);
 
 // Decodes one slot; the errors say what is wrong in words a user can act on
 // (not a pool at all, damaged slot, newer format, unknown features).

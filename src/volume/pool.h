@@ -227,6 +227,9 @@ class Pool {
   Status reclaim_step();
   void reclaim_loop();
   Status commit_locked();
+  Status write_superblocks(std::uint64_t gen, const BlockPointer& volume_table,
+                           const BlockPointer& data_sm_index,
+                           std::vector<SmIndexPointer> metadata_sm_index);
   Status fail(Status why);
   Status grow_metadata();
   Status grow_data();
@@ -234,6 +237,7 @@ class Pool {
   Status release_data(const std::vector<std::uint64_t>& blocks);
   Status ensure_metadata_headroom(std::uint64_t data_blocks);
   Status unmap_blocks(std::uint64_t volume, std::uint64_t first, std::uint64_t end);
+  Status unmap_blocks_locked(std::uint64_t volume, std::uint64_t first, std::uint64_t end);
   Status lookup_range(VolumeState& v, std::uint64_t first, std::uint64_t count,
                       std::vector<Mapped>& out);
   Status read_blocks_locked(VolumeState& v, std::uint64_t first, std::uint64_t count,
@@ -283,6 +287,7 @@ class Pool {
   mutable std::mutex failure_mutex_;
   Status failure_;
   std::array<std::mutex, 64> region_locks_;
+  std::vector<std::byte> superblock_buffer_;  // commit's encoding buffer (commit_mutex_)
 
   std::mutex timer_mutex_;
   std::condition_variable timer_cv_;

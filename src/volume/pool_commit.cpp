@@ -52,6 +52,43 @@ Status Pool::flush() {
   return st;
 }
 
+// Writes slot gen % 2 on every device. superblock_ takes the new roots here (a failure
+// after this point turns the pool read-only, so nothing reads them before they are
+// durable). Only the used prefix of a slot is written (superblock.h, invariant 4), from a
+// buffer kept between commits.
+Status Pool::write_superblocks(std::uint64_t gen, const BlockPointer& volume_table,
+                               const BlockPointer& data_sm_index,
+                               std::vector<SmIndexPointer> metadata_sm_index) {
+  Superblock& sb = superblock_;
+  sb.generation = gen;
+  sb.volume_table = volume_table;
+  sb.data_sm_index = data_sm_index;
+  sb.metadata_sm_index = std::move(metadata_sm_index);
+  if (chunks_->chunk_count() != sb.chunks.size()) sb.chunks = chunks_->chunks();
+  const std::uint32_t slot = static_cast<std::uint32_t>(gen % 2);
+  // The per-device fields are filled in for each device's copy, then put back.
+  const std::uint32_t saved_slot = sb.slot, saved_index = sb.device_index;
+  const Uuid saved_uuid = sb.device_uuid;
+  const std::uint64_t saved_size = sb.device_size;
+  superblock_buffer_.resize(superblock_size);
+  Status st = Status::ok();
+  for (std::uint32_t d = 0; st && d < devices_.size(); ++d) {
+    sb.slot = slot;
+    sb.device_index = d;
+    sb.device_uuid = sb.devices[d].uuid;
+    sb.device_size = devices_[d]->size();
+    st = encode_superblock_into(sb, superblock_buffer_);
+    if (st)
+      st = devices_[d]->write(superblock_slot_offset[slot],
+                              std::span(superblock_buffer_).first(superblock_used_bytes(sb)));
+  }
+  sb.slot = saved_slot;
+  sb.device_index = saved_index;
+  sb.device_uuid = saved_uuid;
+  sb.device_size = saved_size;
+  return st;
+}
+
 Status Pool::commit_locked() {
   std::unique_lock meta(meta_mutex_);
   if (!dirty_) return Status::ok();
@@ -80,25 +117,10 @@ Status Pool::commit_locked() {
   if (Status w = blocks_->write_dirty(); !w) return fail(w);
   if (Status f = chunks_->flush(); !f) return fail(f);
   // Phase 2: the superblock that names it all, then a flush.
-  Superblock sb = superblock_;
-  sb.generation = gen;
-  sb.volume_table = *vt_root;
-  sb.data_sm_index = *dsm_root;
-  sb.metadata_sm_index = *msm_index;
-  sb.chunks = chunks_->chunks();
-  for (std::uint32_t d = 0; d < devices_.size(); ++d) {
-    Superblock copy = sb;
-    copy.slot = static_cast<std::uint32_t>(gen % 2);
-    copy.device_index = d;
-    copy.device_uuid = sb.devices[d].uuid;
-    copy.device_size = devices_[d]->size();
-    auto bytes = encode_superblock(copy);
-    if (!bytes) return fail(bytes.status());
-    if (Status w = devices_[d]->write(superblock_slot_offset[copy.slot], *bytes); !w) return fail(w);
-  }
+  if (Status w = write_superblocks(gen, *vt_root, *dsm_root, std::move(*msm_index)); !w)
+    return fail(w);
   if (Status f = chunks_->flush(); !f) return fail(f);
   // Committed: what this transaction freed may now be reused.
-  superblock_ = sb;
   volume_table_root_ = *vt_root;
   for (std::uint64_t id : dirty_volumes_) volumes_.at(id).dirty = false;
   dirty_volumes_.clear();

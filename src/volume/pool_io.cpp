@@ -51,43 +51,48 @@ Status Pool::lookup_range(VolumeState& v, std::uint64_t first, std::uint64_t cou
 }
 
 // Reads whole blocks [first, first + count) of a volume into out; the caller holds the
-// metadata lock (shared) across the data reads (invariant 2).
+// metadata lock (shared) across the data reads (invariant 2). Runs of blocks that are
+// consecutive on both sides go out as one range, all ranges in one chunk-map call.
 Status Pool::read_blocks_locked(VolumeState& v, std::uint64_t first, std::uint64_t count,
                                 std::byte* out) {
   const std::uint32_t bs = superblock_.data_block_size;
-  std::vector<Mapped> mapped;
+  thread_local std::vector<Mapped> mapped;
+  thread_local std::vector<ChunkMap::Run> runs;
+  thread_local std::vector<std::size_t> run_start;  // index into mapped of each run's first block
   SNAPSTORE_RETURN_IF_ERROR(lookup_range(v, first, count, mapped));
-  std::uint64_t next = first;  // first block not yet filled
+  runs.clear();
+  run_start.clear();
+  const std::uint64_t per_chunk = chunks_->chunk_size() / bs;
+  std::uint64_t next = first;  // first block not yet covered
   std::size_t i = 0;
   while (i < mapped.size()) {
     // A run of mapped blocks whose data blocks are consecutive and inside one chunk.
     std::size_t j = i + 1;
-    const std::uint64_t per_chunk = chunks_->chunk_size() / bs;
     while (j < mapped.size() && mapped[j].block == mapped[j - 1].block + 1 &&
            mapped[j].value.data_block == mapped[j - 1].value.data_block + 1 &&
            mapped[j].value.data_block % per_chunk != 0)
       ++j;
     const std::uint64_t start = mapped[i].block;
     std::memset(out + (next - first) * bs, 0, (start - next) * bs);
-    std::span<std::byte> dest(out + (start - first) * bs, (j - i) * bs);
-    Status st = chunks_->read(space::data, mapped[i].value.data_block * bs, dest,
-                              [&](std::span<const std::byte> bytes) {
-                                for (std::size_t k = i; k < j; ++k)
-                                  if (data_checksum(bytes.subspan((k - i) * bs, bs)) !=
-                                      mapped[k].value.checksum)
-                                    return false;
-                                return true;
-                              });
-    if (!st) {
-      if (st.code() == errc::corruption)
-        return corruption("data of volume '" + v.record.name + "' at block " +
-                          std::to_string(start) + " fails its checksum on every copy");
-      return st;
-    }
+    runs.push_back({mapped[i].value.data_block * bs,
+                    std::span<std::byte>(out + (start - first) * bs, (j - i) * bs)});
+    run_start.push_back(i);
     next = start + (j - i);
     i = j;
   }
   std::memset(out + (next - first) * bs, 0, (first + count - next) * bs);
+  Status st = chunks_->read_runs(space::data, runs, [&](std::size_t r, std::span<const std::byte> bytes) {
+    const std::size_t k0 = run_start[r];
+    for (std::size_t k = 0; k * bs < bytes.size(); ++k)
+      if (data_checksum(bytes.subspan(k * bs, bs)) != mapped[k0 + k].value.checksum) return false;
+    return true;
+  });
+  if (!st) {
+    if (st.code() == errc::corruption)
+      return corruption("data of volume '" + v.record.name + "' in blocks " + std::to_string(first) +
+                        ".." + std::to_string(first + count - 1) + " fails its checksum on every copy");
+    return st;
+  }
   return Status::ok();
 }
 
@@ -288,6 +293,10 @@ Status Pool::write_partial(std::uint64_t volume, std::uint64_t offset,
 // Drops the mappings of whole blocks [first, end) and releases their data.
 Status Pool::unmap_blocks(std::uint64_t volume, std::uint64_t first, std::uint64_t end) {
   std::unique_lock meta(meta_mutex_);
+  return unmap_blocks_locked(volume, first, end);
+}
+
+Status Pool::unmap_blocks_locked(std::uint64_t volume, std::uint64_t first, std::uint64_t end) {
   auto v = volume_state(volume);
   if (!v) return v.status();
   tm_->set_use_reserve(true);  // unmapping gives space back: it may use the reserve

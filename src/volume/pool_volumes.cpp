@@ -187,22 +187,19 @@ Status Pool::resize_volume(std::string_view name, std::uint64_t size) {
   if (size == 0 || size % bs != 0 || size > max_volume_size)
     return invalid_argument("a volume size must be a non-zero multiple of the pool's block size (" +
                             std::to_string(bs) + " bytes), at most 1 EiB");
-  std::uint64_t id = 0, old_size = 0;
-  {
-    std::shared_lock meta(meta_mutex_);
-    auto v = live_volume(name);
-    if (!v) return v.status();
-    id = (*v)->record.id;
-    old_size = (*v)->record.size;
-  }
-  if (size < old_size) {  // drop the mappings past the new end first
-    RegionGuard guard = lock_regions(id, size / bs, (old_size - 1) / bs);
-    SNAPSTORE_RETURN_IF_ERROR(unmap_blocks(id, size / bs, (old_size + bs - 1) / bs));
-  }
+  // The new size and the unmapping of everything past it change together, under one
+  // hold of the metadata lock: no commit sees one without the other, and a write past
+  // the new end either lands before (and is unmapped) or is refused (remap checks size).
   {
     std::unique_lock meta(meta_mutex_);
-    auto v = volume_state(id);
+    auto v = live_volume(name);
     if (!v) return v.status();
+    if ((*v)->record.read_only())
+      return read_only_error("volume '" + std::string(name) + "' is read-only");
+    const std::uint64_t id = (*v)->record.id;
+    const std::uint64_t old_size = (*v)->record.size;
+    if (size < old_size)
+      SNAPSTORE_RETURN_IF_ERROR(unmap_blocks_locked(id, size / bs, (old_size + bs - 1) / bs));
     (*v)->record.size = size;
     mark_changed(id, **v);
   }

@@ -12,6 +12,7 @@
 #include <random>
 #include <thread>
 
+#include "crash_support.h"
 #include "store/crash_device.h"
 #include "store/memory_device.h"
 #include "volume/pool.h"
@@ -24,11 +25,6 @@ constexpr std::uint64_t device_size = 24 << 20;
 constexpr std::uint64_t volume_size = 4 << 20;
 constexpr std::uint32_t block = 4096;
 constexpr std::uint64_t nblocks = volume_size / block;
-
-std::uint64_t env_or(const char* name, std::uint64_t fallback) {
-  const char* v = std::getenv(name);
-  return v ? std::strtoull(v, nullptr, 10) : fallback;
-}
 
 enum class op_kind { write, fua_write, trim, zero, flush };
 struct Op {
@@ -56,53 +52,25 @@ std::vector<Op> make_workload(std::uint64_t seed) {
   return ops;
 }
 
-std::vector<std::byte> bytes_for(const Op& op) {
-  std::vector<std::byte> v(op.length);
-  std::mt19937_64 rng(op.seed);
-  for (std::size_t i = 0; i < v.size(); i += 8) {
-    std::uint64_t x = rng();
-    std::memcpy(v.data() + i, &x, std::min<std::size_t>(8, v.size() - i));
-  }
-  return v;
-}
+std::vector<std::byte> bytes_for(const Op& op) { return crash::seeded_bytes(op.length, op.seed); }
 
 // What each block may hold after a crash: any version from the last durable one on.
 class Model {
  public:
-  Model() : current_(volume_size), history_(nblocks) {
-    for (auto& h : history_) h.versions.push_back(hash(0));
-  }
   // Records the new contents an operation is about to give (before it runs: if it fails
   // half-way, what it wrote may or may not be there).
   void about_to(const Op& op, std::span<const std::byte> data) {
     if (op.kind == op_kind::flush) return;
-    for (std::uint64_t i = 0; i < op.length; ++i)
-      current_[op.offset + i] = data.empty() ? std::byte{0} : data[i];
-    for (std::uint64_t b = op.offset / block; b <= (op.offset + op.length - 1) / block; ++b)
-      history_[b].versions.push_back(hash(b));
+    blocks_.about_to_write(op.offset, op.length, data);
   }
-  void durable_all() {
-    for (auto& h : history_) h.durable = h.versions.size() - 1;
-  }
+  void durable_all() { blocks_.durable_all(); }
   void durable_range(std::uint64_t offset, std::uint64_t length) {
-    for (std::uint64_t b = offset / block; b <= (offset + length - 1) / block; ++b)
-      history_[b].durable = history_[b].versions.size() - 1;
+    blocks_.durable_range(offset, length);
   }
-  bool allowed(std::uint64_t b, std::uint64_t h) const {
-    const auto& v = history_[b].versions;
-    return std::find(v.begin() + static_cast<long>(history_[b].durable), v.end(), h) != v.end();
-  }
+  bool allowed(std::uint64_t b, std::uint64_t h) const { return blocks_.allowed(b, h); }
 
  private:
-  std::uint64_t hash(std::uint64_t b) const {
-    return data_checksum({current_.data() + b * block, block});
-  }
-  struct History {
-    std::vector<std::uint64_t> versions;
-    std::size_t durable = 0;
-  };
-  std::vector<std::byte> current_;
-  std::vector<History> history_;
+  crash::BlockModel blocks_{volume_size};
 };
 
 // Runs the workload until it ends or an operation fails (the power cut). Returns false
@@ -144,11 +112,9 @@ PoolOptions quiet_options() {
 }
 
 std::vector<std::byte> formatted_image() {
-  auto device = std::make_shared<MemoryDevice>(device_size);
-  FormatOptions f;
-  f.origin_size = volume_size;
-  EXPECT_TRUE(Pool::format({device}, f));
-  return device->contents();
+  auto image = crash::formatted_image(device_size, volume_size);
+  EXPECT_FALSE(image.empty());
+  return image;
 }
 
 // Opens a crash image, runs the checker and compares every block with the model.
@@ -193,10 +159,8 @@ std::uint64_t crash_every_write(std::uint64_t seed, std::uint64_t max_points,
   std::mt19937_64 rng(seed);
   for (std::uint64_t k = 0; k < total; k += stride, ++points) {
     auto device = std::make_shared<CrashDevice>(image);
-    if (k < total_writes)
-      device->cut_power_at(k);
-    else
-      device->cut_power_at_flush(k - total_writes);
+    const crash::CrashPoint point{k >= total_writes, k < total_writes ? k : k - total_writes};
+    point.arm(*device);
     Model model;
     {
       auto pool = Pool::open({device}, quiet_options());
@@ -204,13 +168,12 @@ std::uint64_t crash_every_write(std::uint64_t seed, std::uint64_t max_points,
       if (!pool) return points;
       run_workload(**pool, (*pool)->find_volume("origin")->id, ops, model);
     }  // closing tries to commit: it fails, the power is off
-    const std::string where = "seed " + std::to_string(seed) + ", crash at " +
-                              (k < total_writes ? "write " + std::to_string(k)
-                                                : "flush " + std::to_string(k - total_writes));
-    verify_image(device->crash_image(rng, CrashMode::keep_none), model, where + " (keep none)");
-    verify_image(device->crash_image(rng, CrashMode::keep_all), model, where + " (keep all)");
-    verify_image(device->crash_image(rng, CrashMode::random_subset_torn), model, where + " (torn subset)");
-    verify_image(device->crash_image(rng, CrashMode::random_subset), model, where + " (subset)");
+    const std::string where = "seed " + std::to_string(seed) + ", crash at " + point.describe();
+    crash::for_each_crash_image(*device, rng,
+                                [&](std::vector<std::byte> img, std::string_view label) {
+                                  verify_image(std::move(img), model, where + std::string(label));
+                                  return true;
+                                });
     if (::testing::Test::HasFailure()) break;
   }
   return points;
@@ -218,8 +181,8 @@ std::uint64_t crash_every_write(std::uint64_t seed, std::uint64_t max_points,
 
 TEST(Crash, EveryCrashPointRecoversToAFlushedOrLaterState) {
   spdlog::set_level(spdlog::level::off);
-  const std::uint64_t first_seed = env_or("SNAPSTORE_CRASH_SEED", 20261121);
-  const std::uint64_t want = env_or("SNAPSTORE_CRASH_POINTS", 2100);
+  const std::uint64_t first_seed = crash::env_or("SNAPSTORE_CRASH_SEED", 20261121);
+  const std::uint64_t want = crash::env_or("SNAPSTORE_CRASH_POINTS", 2100);
   const auto image = formatted_image();
   std::uint64_t points = 0, workloads = 0;
   for (std::uint64_t seed = first_seed; points < want && !HasFailure(); ++seed, ++workloads)

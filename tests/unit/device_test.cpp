@@ -175,6 +175,31 @@ TEST_F(FileDeviceTest, AnEmptyFileIsRefused) {
   EXPECT_NE(dev.status().message().find("empty"), std::string::npos);
 }
 
+// Reads come from a mapping of the file (file_device.h, invariant 3): they must see every
+// write at once, and a fault on the mapping must be an error for that read, not a crash.
+TEST_F(FileDeviceTest, ReadsSeeEachWriteAtOnce) {
+  auto dev = FileDevice::open(pool(), {.create = true, .create_size = mib});
+  ASSERT_TRUE(dev) << dev.status().to_string();
+  for (unsigned char v : {0x11, 0x22, 0x33}) {
+    ASSERT_TRUE((*dev)->write(8192, filled(4096, v)).is_ok());
+    EXPECT_EQ(read_back(**dev, 8192, 4096), filled(4096, v));
+  }
+  ASSERT_TRUE((*dev)->discard(8192, 4096).is_ok());
+  EXPECT_EQ(read_back(**dev, 8192, 4096), filled(4096, 0));
+}
+
+TEST_F(FileDeviceTest, AReadPastAShrunkFileIsAnIoErrorNotACrash) {
+  auto dev = FileDevice::open(pool(), {.create = true, .create_size = mib});
+  ASSERT_TRUE(dev) << dev.status().to_string();
+  ASSERT_TRUE((*dev)->write(0, filled(mib, 0x44)).is_ok());
+  EXPECT_EQ(read_back(**dev, mib - 4096, 4096), filled(4096, 0x44));
+  ASSERT_EQ(::truncate(pool().c_str(), 64 * 1024), 0);  // someone else shrinks it
+  Bytes out(8192);
+  Status st = (*dev)->read(mib - 8192, out);
+  EXPECT_EQ(st.code(), errc::io_error) << st.to_string();
+  EXPECT_EQ(read_back(**dev, 0, 4096), filled(4096, 0x44)) << "what is left still reads";
+}
+
 // ---- MemoryDevice ----
 
 TEST(MemoryDevice, ReadsWritesDiscardsAndCounts) {

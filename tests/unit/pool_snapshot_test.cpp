@@ -3,7 +3,9 @@
 // accounting, diffs, and reclaim leaving no leaked block (the checker after each test).
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <map>
+#include <thread>
 #include <random>
 
 #include "store/memory_device.h"
@@ -137,6 +139,7 @@ TEST_F(SnapshotTest, ReadOnlySnapshotIsFlagged) {
   reopen();
   EXPECT_TRUE(pool_->find_volume("ro")->read_only());
   EXPECT_EQ(pool_->rollback("ro", "origin").code(), errc::read_only);
+  EXPECT_EQ(pool_->resize_volume("ro", 32 << 20).code(), errc::read_only);
 }
 
 TEST_F(SnapshotTest, DeletingAParentLeavesItsSnapshotsIntact) {
@@ -212,6 +215,30 @@ TEST_F(SnapshotTest, NewVolumesStartEmptyAndResize) {
   EXPECT_EQ(pool_->resize_volume("data", 12345).code(), errc::invalid_argument);
   reopen();
   EXPECT_EQ(pool_->find_volume("data")->size, 12u << 20);
+}
+
+// Writes racing a shrink either land before it (and are unmapped) or are refused: after
+// growing again the tail reads as zeroes and no block stays mapped past the end.
+TEST_F(SnapshotTest, ShrinkRacingWritesLeavesNothingPastTheEnd) {
+  for (int round = 0; round < 20; ++round) {
+    ASSERT_TRUE(pool_->resize_volume("origin", 16 << 20));
+    std::atomic<bool> stop{false};
+    const std::uint64_t v = id("origin");
+    std::thread writer([&] {
+      const auto data = pattern(2 * kBlock, round);
+      for (std::uint64_t i = 0; !stop; ++i) {
+        Status st = pool_->write(v, (8 << 20) + (i % 512) * kBlock + 100, data, false);
+        if (!st && st.code() != errc::invalid_argument) ADD_FAILURE() << st.to_string();
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    ASSERT_TRUE(pool_->resize_volume("origin", 8 << 20));
+    stop = true;
+    writer.join();
+    ASSERT_TRUE(pool_->resize_volume("origin", 16 << 20));
+    EXPECT_EQ(read("origin", 8 << 20, 8 << 20), std::vector<std::byte>(8 << 20)) << "round " << round;
+  }
+  EXPECT_EQ(pool_->find_volume("origin")->mapped_blocks, 0u);
 }
 
 TEST_F(SnapshotTest, UsageSplitsExclusiveAndSharedBytes) {
