@@ -11,7 +11,10 @@
 #   origin between consecutive ones, so they differ like periodic snapshots of a live
 #   disk; origin ends equal to the newest snapshot, every block shared with it), and
 #   served by  snapstored --pool POOL --no-tcp --nbd-socket SOCK --control-socket CTL.
-#   Servers: pool-0snap (the baseline), pool-100snap, pool-10000snap.
+#   Servers: pool-0snap (the baseline), pool-100snap, pool-10000snap, and a control,
+#   pool-10000snap-deleted: the 10,000-snapshot pool with every snapshot then deleted and
+#   reclaimed (snapshot_bench delete), so the same origin tree and data layout (origin's
+#   blocks scattered by the writes between snapshots) without the snapshots.
 #   Jobs (time based, BENCH_RUNTIME s each):
 #     randread-4k-qd1    --rw=randread --bs=4k --iodepth=1
 #     randread-4k-qd32   --rw=randread --bs=4k --iodepth=32
@@ -19,8 +22,8 @@
 #     randwrite-4k-qd32  --rw=randwrite --bs=4k --iodepth=32
 #   After every write job each server is stopped, its pool put back into the prepared
 #   state offline (snapshot_bench rollback POOL origin snap-N: origin becomes a clone of
-#   the newest snapshot again, the written tree is reclaimed; the 0-snapshot pool has no
-#   snapshot and only restarts), and started again: every round sees the same pools.
+#   the newest snapshot again, the written tree is reclaimed; the pools without snapshots
+#   only restart), and started again: every round sees the same pools.
 #
 # Part "first-write": the copy-on-write path. Origin of BENCH_FW_SIZE bytes fully written,
 #   one snapshot taken, then 4k writes each into a different 64 KiB region still shared
@@ -29,6 +32,10 @@
 #   --blockalign=64k offsets apart). Servers, all under the same fio job:
 #     snapstored-cow     pool prepared with 1 snapshot (snap-1); reset after every pass
 #                        by snapshot_bench rollback POOL origin snap-1
+#     snapstored-cow-alloc  the same, but the pool file's free space written with zeros
+#                        after preparing (cp --sparse=never): a new pool file is sparse, so
+#                        each redirected write first allocates file system blocks, which
+#                        nbdkit-file's fully written file never does
 #     snapstored-nosnap  the same pool without a snapshot (the same writes, no sharing)
 #     nbdkit-file        nbdkit -U SOCK --foreground file FILE: plain 4k random writes
 #                        (the baseline)
@@ -52,6 +59,7 @@
 #   BENCH_RUNTIME=10                   seconds per time-based job (part snapshots)
 #   BENCH_SIZE=1G                      origin size, part snapshots
 #   BENCH_SNAPSHOTS="0 100 10000"      snapshot counts, part snapshots (first = baseline)
+#   BENCH_DELETED_CONTROLS="10000"     counts that also get a -deleted control ("" = none)
 #   BENCH_WRITES_BETWEEN=16            random 4k writes to origin between two snapshots
 #   BENCH_JOBS=...                     part snapshots' jobs (default: the four above)
 #   BENCH_FW_SIZE=2G                   origin size, part first-write (regions = size/64K)
@@ -61,8 +69,8 @@
 #                                      pass by pass; qemu-nbd-qcow2 runs only the first,
 #                                      which alone lasts minutes); a round's IOPS is its
 #                                      passes' writes over their summed fio runtime
-#   BENCH_FW_SERVERS=...               default: snapstored-cow snapstored-nosnap
-#                                      nbdkit-file qemu-nbd-qcow2
+#   BENCH_FW_SERVERS=...               default: snapstored-cow snapstored-cow-alloc
+#                                      snapstored-nosnap nbdkit-file qemu-nbd-qcow2
 #   BENCH_SNAPSTORED=PATH              snapstored binary (default: build-bench, build, PATH)
 #   BENCH_SNAPSHOT_BENCH=PATH          snapshot_bench binary (same search)
 #   BENCH_SNAPSTORED_ARGS=             extra arguments for every snapstored
@@ -92,13 +100,14 @@ ROUNDS=${BENCH_ROUNDS:-1}
 RUNTIME=${BENCH_RUNTIME:-10}
 SIZE=${BENCH_SIZE:-1G}
 read -r -a COUNTS <<<"${BENCH_SNAPSHOTS:-0 100 10000}"
+read -r -a CONTROLS <<<"${BENCH_DELETED_CONTROLS-10000}"
 WRITES_BETWEEN=${BENCH_WRITES_BETWEEN:-16}
 ALL_JOBS=(randread-4k-qd1 randread-4k-qd32 randwrite-4k-qd1 randwrite-4k-qd32)
 read -r -a JOBS <<<"$(tr ',' ' ' <<<"${BENCH_JOBS:-${ALL_JOBS[*]}}")"
 FW_SIZE=${BENCH_FW_SIZE:-2G}
 read -r -a FW_QDS <<<"${BENCH_FW_QDS:-1 32}"
 FW_PASSES=${BENCH_FW_PASSES:-4}
-read -r -a FW_SERVERS <<<"$(tr ',' ' ' <<<"${BENCH_FW_SERVERS:-snapstored-cow snapstored-nosnap nbdkit-file qemu-nbd-qcow2}")"
+read -r -a FW_SERVERS <<<"$(tr ',' ' ' <<<"${BENCH_FW_SERVERS:-snapstored-cow snapstored-cow-alloc snapstored-nosnap nbdkit-file qemu-nbd-qcow2}")"
 read -r -a SNAP_EXTRA <<<"${BENCH_SNAPSTORED_ARGS:-}"
 TMPBASE=${BENCH_TMPDIR:-/var/tmp}
 OUTDIR=${BENCH_OUTDIR:-}
@@ -203,7 +212,7 @@ if [[ " ${PARTS[*]} " == *" first-write "* ]]; then
     case $s in
       nbdkit-file) need nbdkit "apt-get install nbdkit" ;;
       qemu-nbd-qcow2) need qemu-nbd "apt-get install qemu-utils"; need qemu-img "apt-get install qemu-utils" ;;
-      snapstored-cow|snapstored-nosnap) ;;
+      snapstored-cow|snapstored-cow-alloc|snapstored-nosnap) ;;
       *) die "unknown first-write server '$s'" ;;
     esac
   done
@@ -320,6 +329,15 @@ part_snapshots() {
     servers+=("$s")
     prepare_pool "$s" "$BYTES" "$c"
   done
+  for c in "${CONTROLS[@]}"; do
+    s=pool-${c}snap-deleted
+    servers+=("$s")
+    prepare_pool "$s" "$BYTES" "$c"
+    "$SBENCH" delete "${FILE[$s]}" "$c" >>"$WORK/$s.prepare.log" 2>>"$WORK/$s.prepare.err" ||
+      die "deleting the snapshots of $s failed"
+    RESET_TO[$s]=""
+    sed "s|^|$s: |; s|$WORK/||" <(tail -n 2 "$WORK/$s.prepare.log") >>"$WORK/prepared.log"
+  done
   sync
   for s in "${servers[@]}"; do start_server "$s"; log "$s up (pid ${PID[$s]})"; done
   for (( round = 1; round <= ROUNDS; round++ )); do
@@ -360,6 +378,10 @@ part_first_write() {
   for s in "${FW_SERVERS[@]}"; do
     case $s in
       snapstored-cow) prepare_pool "$s" "$FW_BYTES" 1 ;;
+      snapstored-cow-alloc)
+        prepare_pool "$s" "$FW_BYTES" 1
+        cp --sparse=never "${FILE[$s]}" "${FILE[$s]}.full" && mv "${FILE[$s]}.full" "${FILE[$s]}"
+        echo "$s: $(du -h --apparent-size "${FILE[$s]}" | cut -f1) apparent, $(du -h "${FILE[$s]}" | cut -f1) allocated" >>"$WORK/prepared.log" ;;
       snapstored-nosnap) prepare_pool "$s" "$FW_BYTES" 0 ;;
       nbdkit-file)
         FILE[$s]=$WORK/$s.img KIND[$s]=nbdkit EXPORT_BYTES[$s]=$FW_BYTES
