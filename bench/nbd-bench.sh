@@ -13,6 +13,8 @@
 #                    blocks without forcing a commit (not in the default set)
 #   snapstored-pool[-spare]-16k (or -4k, -64k, any 4k..1m): the same with --block-size 16K
 #                    (not in the default set; for comparing data block sizes)
+#   snapstored-pool[-spare]-sparse[-16k]: the same with a sparse pool file even when
+#                    BENCH_POOL_PREALLOC=1 (for comparing the two in one run)
 #   nbdkit-file      nbdkit -U SOCK --foreground file FILE
 #   nbdkit-memory    nbdkit -U SOCK --foreground memory SIZE   (filled with nbdcopy)
 # After the fills, every server's peak RSS (VmHWM) is reset (/proc/PID/clear_refs), so the
@@ -29,7 +31,7 @@
 #   BENCH_ROUNDS=1          run the whole suite this many times; >1 adds a median table
 #   BENCH_JOBS=...          jobs to run, space or comma separated (default: all, see --list)
 #   BENCH_SERVERS=...       servers, from: snapstored snapstored-pool nbdkit-file
-#                           nbdkit-memory snapstored-pool[-spare][-<4k..1m>]
+#                           nbdkit-memory snapstored-pool[-spare][-sparse][-<4k..1m>]
 #                           (default: the first four)
 #   BENCH_SNAPSTORED=PATH   snapstored binary (default: build-bench, then build, then PATH)
 #   BENCH_SNAPSTORED_ARGS=  extra arguments for every snapstored server (e.g. "--threads 2")
@@ -70,7 +72,7 @@ declare -A JOB_ARGS=(
 )
 ALL_SERVERS=(snapstored snapstored-pool nbdkit-file nbdkit-memory)
 BASELINE=nbdkit-file
-POOL_VARIANT_RE='^snapstored-pool(-spare)?(-([0-9]+[kKmM]))?$'
+POOL_VARIANT_RE='^snapstored-pool(-spare)?(-sparse)?(-([0-9]+[kKmM]))?$'
 is_pool() { [[ $1 =~ $POOL_VARIANT_RE ]]; }
 is_snapstored() { [[ $1 == snapstored ]] || is_pool "$1"; }
 
@@ -106,7 +108,7 @@ BYTES=$(numfmt --from=iec "$SIZE" 2>/dev/null) || die "bad BENCH_SIZE '$SIZE'"
 for j in "${JOBS[@]}"; do [[ -n ${JOB_ARGS[$j]:-} ]] || die "unknown job '$j' (see --list)"; done
 for s in "${SERVERS[@]}"; do
   [[ " ${ALL_SERVERS[*]} " == *" $s "* || $s =~ $POOL_VARIANT_RE ]] ||
-    die "unknown server '$s' (${ALL_SERVERS[*]} snapstored-pool[-spare][-<4k..1m>])"
+    die "unknown server '$s' (${ALL_SERVERS[*]} snapstored-pool[-spare][-sparse][-<4k..1m>])"
 done
 [[ $(printf '%s\n' "${SERVERS[@]}" | sort | uniq -d) == "" ]] || die "a server is listed twice"
 SPARE_BYTES=$(numfmt --from=iec "${BENCH_POOL_SPARE:-4G}" 2>/dev/null) || die "bad BENCH_POOL_SPARE"
@@ -292,8 +294,8 @@ for s in "${SERVERS[@]}"; do
       total=$BYTES
       [[ -n ${BASH_REMATCH[1]} ]] && total=$(( BYTES + SPARE_BYTES ))
       fmt=(--size "$total" --origin-size "$BYTES")
-      [[ -n ${BASH_REMATCH[3]} ]] && fmt+=(--block-size "${BASH_REMATCH[3]^^}")
-      if [[ $PREALLOC == 1 ]]; then
+      [[ -n ${BASH_REMATCH[4]} ]] && fmt+=(--block-size "${BASH_REMATCH[4]^^}")
+      if [[ $PREALLOC == 1 && -z ${BASH_REMATCH[2]} ]]; then
         # The size `format --size TOTAL` gives a new file (pool_file_size_for in pool.h).
         mib=$(( (total + total / 8 + (32 << 20) + (1 << 20) - 1) >> 20 ))
         dd if=/dev/zero of="$WORK/$s.pool" bs=1M count="$mib" status=none ||
