@@ -59,7 +59,11 @@ Result<json> publish(ControlContext& c, std::string_view name) {
   Status added = c.exports.add(
       record->name, std::make_shared<PoolVolume>(c.pool, *record, c.config.pool.string()));
   if (!added) spdlog::warn("control: export '{}': {}", record->name, added.message());
-  return volume_json(c, *record, volume_names(*c.pool), /*with_usage=*/false);
+  // Only the parent's name is needed: looked up by id, not by listing every volume (a
+  // listing made each create O(number of volumes): 30 ms at 100,000 snapshots).
+  std::map<std::uint64_t, std::string> parent_name;
+  if (auto parent = c.pool->find_volume(record->parent)) parent_name[parent->id] = parent->name;
+  return volume_json(c, *record, parent_name, /*with_usage=*/false);
 }
 
 Result<json> with_disconnected(Result<json> out, std::size_t disconnected) {
