@@ -154,6 +154,15 @@ Status DataSpaceMap::adjust(std::uint64_t block, int delta) {
 }
 
 Status DataSpaceMap::inc(std::uint64_t block) { return adjust(block, +1); }
+
+Status DataSpaceMap::adopt(std::uint64_t block) {
+  if (block >= nr_blocks_) return corruption("data block " + std::to_string(block) + " beyond the data space");
+  if (freed_bits_[block]) return corruption("data block " + std::to_string(block) + " was released in this transaction");
+  auto n = count(block);
+  if (!n) return n.status();
+  if (*n != 0) return corruption("data block " + std::to_string(block) + " is in use");
+  return adjust(block, +1);
+}
 Status DataSpaceMap::dec(std::uint64_t block) { return adjust(block, -1); }
 
 Result<std::vector<std::uint64_t>> DataSpaceMap::allocate_run(std::size_t want) {

@@ -54,6 +54,9 @@ class DataSpaceMap {
   static constexpr std::size_t min_run = 64;
   Status inc(std::uint64_t block);
   Status dec(std::uint64_t block);
+  // Takes one particular block (count 0 -> 1), as allocate() once did: for replaying the
+  // intent log. Fails if the block is in use or was released in the open transaction.
+  Status adopt(std::uint64_t block);
 
   // Commit, before sealing: writes changed index entries into the index tree.
   Status flush_index();

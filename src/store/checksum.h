@@ -26,6 +26,7 @@ enum class checksum_salt : std::uint64_t {
   superblock = 0x5355504552424c4bull,  // "SUPERBLK"
   metadata = 0x4d45544144415441ull,    // "METADATA"
   data = 0x444154414244415aull,        // "DATABDAZ"
+  intent_log = 0x474c544e45544e49ull,  // "INTENTLG"
 };
 
 inline std::uint64_t checksum_seed(checksum_salt salt, std::uint64_t type,

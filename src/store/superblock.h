@@ -37,6 +37,8 @@
 //     rounded up to 4 KiB) is zero, on disk as in the encoding: format zeroes both slots,
 //     and the chunk count never decreases. So a commit writes only that prefix; the
 //     checksum still covers the whole slot.
+//  5. The rest of the first device_reserved_bytes, from intent_log_offset on, belongs to
+//     the intent log when incompat_intent_log is set, and is unused otherwise.
 #pragma once
 
 #include <array>
@@ -62,8 +64,13 @@ inline constexpr std::size_t chunk_map_offset = 18944;
 inline constexpr std::size_t max_chunks = (superblock_size - chunk_map_offset) / chunk_entry_size;
 inline constexpr std::size_t max_stripes = 4;
 
-// Feature bits this build understands (none yet beyond the base format).
-inline constexpr std::uint64_t known_incompat_features = 0;
+// Incompatible feature: bytes [intent_log_offset, device_reserved_bytes) of every device
+// hold the intent log (volume/intent_log.h), whose records may carry flushed writes that
+// no commit holds yet; a build that ignored them would lose those writes.
+inline constexpr std::uint64_t incompat_intent_log = 1ull << 0;
+inline constexpr std::uint64_t intent_log_offset = 128 << 10;
+// Feature bits this build understands.
+inline constexpr std::uint64_t known_incompat_features = incompat_intent_log;
 inline constexpr std::uint64_t known_ro_compat_features = 0;
 
 using Uuid = std::array<std::uint8_t, 16>;

@@ -25,6 +25,12 @@
 //     in bounded steps (each under the metadata lock for a short while, inside ordinary
 //     transactions), so deletion returns at once and reclaim resumes after a restart.
 //  7. Every volume management call commits before it returns.
+//  8. flush() makes every write acknowledged before it durable, by appending the mapping
+//     changes since the last durable point to the intent log (intent_log.h) and flushing
+//     the devices once, when they fit and nothing unloggable (a volume change, a new
+//     chunk) happened since the last commit; otherwise by a commit. commit() always
+//     commits, and empties the log. Opening a pool replays the log's records of its
+//     commit, then (when writable) commits at once.
 #pragma once
 
 #include <array>
@@ -39,6 +45,7 @@
 #include <thread>
 
 #include "btree/data_space_map.h"
+#include "volume/intent_log.h"
 #include "snapstore/volume.h"
 #include "volume/volume_record.h"
 
@@ -88,6 +95,9 @@ struct PoolStats {
   std::uint64_t commits = 0;
   std::uint64_t commit_us_total = 0;  // time spent in commits (writes and syncs), µs
   std::uint64_t last_commit_us = 0;
+  std::uint64_t log_appends = 0;   // flushes made durable by an intent log record
+  std::uint64_t log_bytes = 0;     // bytes of those records (one copy)
+  std::uint64_t log_replayed = 0;  // records replayed when the pool was opened
   std::string failure;  // empty unless the pool turned read-only after a failed commit
   // Background reclaim of deleted volumes (and of trees replaced by a rollback).
   std::uint64_t reclaim_pending_volumes = 0;  // trees not yet fully released
@@ -153,7 +163,11 @@ class Pool {
   Status write_zeroes(std::uint64_t volume, std::uint64_t offset, std::uint64_t length, bool fua);
   Result<std::vector<Extent>> block_status(std::uint64_t volume, std::uint64_t offset,
                                            std::uint64_t length);
+  // Makes every acknowledged write durable (invariant 8): an intent log record when it
+  // can, else a commit.
   Status flush();
+  // Commits the open transaction (a no-op when nothing changed).
+  Status commit();
 
   // Volume management. Each call validates its names, changes the pool in one
   // transaction and commits it before returning, so an acknowledged call survives a
@@ -226,7 +240,19 @@ class Pool {
   Result<std::uint64_t> exclusive_blocks(const BlockPointer& node);
   Status reclaim_step();
   void reclaim_loop();
+  Status sync(bool full);
   Status commit_locked();
+  // Intent log (pool_log.cpp). append_log: true when the log made the changes durable
+  // (or there were none), false when a commit is needed. Caller holds commit_mutex_.
+  Result<bool> append_log();
+  void reset_log_after_commit();
+  Status replay_log();
+  Status apply_log_entry(const LogEntry& e);
+  bool log_record_data_intact(const LogRecord& r);
+  // Maps blocks [first, ...) of v to new data blocks; releases the old ones. Metadata
+  // lock held exclusively.
+  Status map_blocks_locked(std::uint64_t volume, VolumeState& v, std::uint64_t first,
+                           std::span<const std::uint64_t> blocks, std::span<const std::uint64_t> sums);
   Status write_superblocks(std::uint64_t gen, const BlockPointer& volume_table,
                            const BlockPointer& data_sm_index,
                            std::vector<SmIndexPointer> metadata_sm_index);
@@ -280,7 +306,17 @@ class Pool {
   WriteGate write_gate_;
   std::atomic<bool> dirty_{false};
   std::atomic<std::uint64_t> flush_requests_{0};
-  std::uint64_t flushes_covered_ = 0;
+  std::uint64_t flushes_covered_ = 0;  // flush tickets made durable (commit or log)
+  std::uint64_t commits_covered_ = 0;  // ... by a commit
+  // Intent log. Pending entries, and whether the open transaction holds a change the log
+  // cannot carry, are guarded by meta_mutex_; the write position by commit_mutex_.
+  LogLayout log_layout_;
+  LogBuffer log_pending_;
+  bool log_blocked_ = false;
+  std::uint64_t log_position_ = 0;
+  std::uint64_t log_sequence_ = 0;
+  std::atomic<std::uint64_t> log_appends_{0}, log_bytes_{0};
+  std::uint64_t log_replayed_ = 0;
   std::uint64_t commits_ = 0;
   std::atomic<std::uint64_t> commit_us_total_{0};
   std::atomic<std::uint64_t> last_commit_us_{0};

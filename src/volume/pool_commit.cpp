@@ -31,13 +31,26 @@ void WriteGate::open() {
   changed_.notify_all();
 }
 
-Status Pool::flush() {
+Status Pool::flush() { return sync(false); }
+Status Pool::commit() { return sync(true); }
+
+// Group commit: a caller takes a ticket, then waits its turn; if a sync that began after
+// its ticket already covered it (a commit, or for a flush a log record), it is done.
+Status Pool::sync(bool full) {
   if (options_.read_only) return Status::ok();
   const std::uint64_t ticket = ++flush_requests_;
   std::lock_guard commit_lock(commit_mutex_);
   SNAPSTORE_RETURN_IF_ERROR(failure());
-  if (flushes_covered_ >= ticket) return Status::ok();  // a commit that began later covered it
+  if ((full ? commits_covered_ : flushes_covered_) >= ticket) return Status::ok();
   const std::uint64_t covering = flush_requests_.load();
+  if (!full) {
+    auto logged = append_log();
+    if (!logged) return logged.status();
+    if (*logged) {
+      flushes_covered_ = covering;
+      return Status::ok();
+    }
+  }
   write_gate_.close();  // no data blocks taken but not yet mapped go into this commit
   const auto started = std::chrono::steady_clock::now();
   const std::uint64_t commits_before = commits_;
@@ -49,7 +62,7 @@ Status Pool::flush() {
     commit_us_total_ += last_commit_us_;
   }
   write_gate_.open();
-  if (st) flushes_covered_ = covering;
+  if (st) flushes_covered_ = commits_covered_ = covering;
   return st;
 }
 
@@ -115,6 +128,8 @@ Status Pool::commit_locked() {
   std::unique_lock meta(meta_mutex_);
   if (!dirty_) return Status::ok();
   const std::uint64_t gen = tm_->generation();
+  // A pool formatted before the intent log existed gets it with this commit.
+  if (!options_.read_only) superblock_.incompat_features |= incompat_intent_log;
   // Phase 0: fold in-memory state into trees, then seal every tree bottom-up.
   Status st = data_sm_->flush_index();
   for (std::uint64_t id : dirty_volumes_) {
@@ -151,6 +166,7 @@ Status Pool::commit_locked() {
   tm_->set_generation(gen + 1);
   dirty_ = false;
   ++commits_;
+  reset_log_after_commit();
   // Keep a metadata chunk's worth of headroom where the devices allow it.
   if (metadata_sm_->nr_free() < metadata_sm_->reserve() * 2 &&
       chunks_->can_allocate(superblock_.metadata_profile)) {

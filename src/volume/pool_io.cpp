@@ -183,10 +183,18 @@ Status Pool::remap(std::uint64_t volume, std::uint64_t first, const std::vector<
     (void)release_data(blocks);
     return usable;
   }
+  SNAPSTORE_RETURN_IF_ERROR(map_blocks_locked(volume, **v, first, blocks, sums));
+  log_pending_.add_map(volume, first, blocks, sums);
+  return Status::ok();
+}
+
+Status Pool::map_blocks_locked(std::uint64_t volume, VolumeState& v, std::uint64_t first,
+                               std::span<const std::uint64_t> blocks,
+                               std::span<const std::uint64_t> sums) {
   std::array<std::byte, mapping_value_size> value{};
   std::vector<std::uint64_t> released;
   auto root = mappings_->insert_run(
-      (*v)->record.mapping, first, blocks.size(),
+      v.record.mapping, first, blocks.size(),
       [&](std::uint64_t i) {
         value = encode_mapping({blocks[i], sums[i]});
         return std::span<const std::byte>(value);
@@ -195,9 +203,9 @@ Status Pool::remap(std::uint64_t volume, std::uint64_t first, const std::vector<
         released.push_back(decode_mapping(old).data_block);
       });
   if (!root) return fail(root.status());  // the tree may be half-changed: stop writing
-  (*v)->record.mapping = *root;
-  (*v)->record.mapped_blocks += blocks.size() - released.size();
-  mark_changed(volume, **v);
+  v.record.mapping = *root;
+  v.record.mapped_blocks += blocks.size() - released.size();
+  mark_changed(volume, v);
   for (std::uint64_t old_block : released) {
     Status st = data_sm_->dec(old_block);
     if (!st) return fail(st);
@@ -236,7 +244,7 @@ Status Pool::write_blocks(std::uint64_t volume, std::uint64_t first, std::span<c
     // Space freed in the open transaction comes back at its commit (redirect-on-write
     // needs room for the new copy before the old one goes): commit once, then retry.
     if (st.code() != errc::no_space || attempt > 0) return st;
-    SNAPSTORE_RETURN_IF_ERROR(flush());
+    SNAPSTORE_RETURN_IF_ERROR(commit());
   }
   Status io = write_data_runs(blocks, data);
   if (!io) {
@@ -249,7 +257,7 @@ Status Pool::write_blocks(std::uint64_t volume, std::uint64_t first, std::span<c
 
 Status Pool::commit_if_needed(bool fua) {
   if (fua) return flush();
-  if (blocks_->dirty_count() * 2 > blocks_->capacity_blocks()) return flush();
+  if (blocks_->dirty_count() * 2 > blocks_->capacity_blocks()) return commit();
   return Status::ok();
 }
 
@@ -317,6 +325,7 @@ Status Pool::unmap_blocks_locked(std::uint64_t volume, std::uint64_t first, std:
   (*v)->record.mapped_blocks -= std::min(removed, (*v)->record.mapped_blocks);
   mark_changed(volume, **v);
   if (!released) return fail(released);
+  log_pending_.add_unmap(volume, first, end);
   return Status::ok();
 }
 

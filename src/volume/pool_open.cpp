@@ -102,6 +102,7 @@ Status Pool::format(const std::vector<BlockDevicePtr>& devices, const FormatOpti
   sb.metadata_profile = options.metadata_profile;
   sb.data_profile = options.data_profile;
   sb.created = now_ns() / 1000000000;
+  sb.incompat_features = incompat_intent_log;
   const std::vector<std::byte> zeroes(superblock_size);
   for (const auto& d : devices)  // an old pool's superblocks must not outlive the format
     for (std::uint64_t slot_offset : superblock_slot_offset)
@@ -131,7 +132,10 @@ Result<std::unique_ptr<Pool>> Pool::open(std::vector<BlockDevicePtr> devices,
   }
   std::unique_ptr<Pool> pool(new Pool(std::move(devices), opts));
   SNAPSTORE_RETURN_IF_ERROR(pool->load(*sb));
+  SNAPSTORE_RETURN_IF_ERROR(pool->replay_log());
   if (!opts.read_only) {
+    // Replayed records become part of a commit before anything new is written.
+    if (pool->log_replayed_ > 0) SNAPSTORE_RETURN_IF_ERROR(pool->commit());
     pool->start_timer();
     if (opts.background_reclaim)
       pool->reclaim_ = std::thread([p = pool.get()] { p->reclaim_loop(); });
@@ -172,8 +176,10 @@ Status Pool::init_fresh(const Superblock& sb, const FormatOptions& options) {
 // Builds the in-memory state from a superblock; a fresh pool has its parts already.
 Status Pool::load(const Superblock& sb) {
   superblock_ = sb;
+  log_layout_ = LogLayout::for_pool(devices_.size(), sb.metadata_profile);
   if (!chunks_) {
     chunks_ = std::make_unique<ChunkMap>(devices_, sb.chunk_size, sb.chunks);
+    if (options_.read_only) chunks_->set_repair(false);  // a read-only open writes nothing
     blocks_ = std::make_unique<BlockManager>(*chunks_, options_.cache_bytes);
     auto msm = MetadataSpaceMap::load(*blocks_, sb.metadata_sm_index,
                                       chunks_->space_bytes(space::metadata) / metadata_block_size);
@@ -237,7 +243,7 @@ void Pool::start_timer() {
       if (stopping_) break;
       lock.unlock();
       if (dirty_ && failure().is_ok()) {
-        Status st = flush();
+        Status st = commit();
         if (!st) spdlog::error("background commit failed: {}", st.to_string());
       }
       lock.lock();
@@ -255,7 +261,7 @@ Status Pool::close() {
   if (timer_.joinable()) timer_.join();
   if (reclaim_.joinable()) reclaim_.join();
   if (options_.read_only || !failure().is_ok() || !dirty_) return failure();
-  return flush();
+  return commit();
 }
 
 Status Pool::failure() const {
@@ -280,6 +286,7 @@ Status Pool::grow_metadata() {
   metadata_sm_->grow(nr);
   metadata_sm_->set_reserve(std::clamp<std::uint64_t>(nr / 16, 32, 1024));
   dirty_ = true;
+  log_blocked_ = true;  // the log is replayed over the last commit's chunk map
   return Status::ok();
 }
 
@@ -288,6 +295,7 @@ Status Pool::grow_data() {
   SNAPSTORE_RETURN_IF_ERROR(chunks_->allocate_chunk(space::data, superblock_.data_profile, keep));
   data_sm_->grow(chunks_->space_bytes(space::data) / superblock_.data_block_size);
   dirty_ = true;
+  log_blocked_ = true;  // the log is replayed over the last commit's chunk map
   return Status::ok();
 }
 
@@ -330,6 +338,9 @@ PoolStats Pool::stats() {
   s.commits = commits_;
   s.commit_us_total = commit_us_total_;
   s.last_commit_us = last_commit_us_;
+  s.log_appends = log_appends_;
+  s.log_bytes = log_bytes_;
+  s.log_replayed = log_replayed_;
   s.failure = failure().is_ok() ? "" : failure().message();
   s.reclaim_pending_volumes = deleted_volumes_.size();
   for (std::uint64_t id : deleted_volumes_) s.reclaim_pending_blocks += volumes_.at(id).record.mapped_blocks;

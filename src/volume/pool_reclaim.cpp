@@ -61,9 +61,9 @@ Result<std::uint64_t> Pool::reclaim(std::uint64_t max_steps) {
       if (deleted_volumes_.empty()) break;
     }
     SNAPSTORE_RETURN_IF_ERROR(reclaim_step());
-    if (blocks_->dirty_count() * 2 > blocks_->capacity_blocks()) SNAPSTORE_RETURN_IF_ERROR(flush());
+    if (blocks_->dirty_count() * 2 > blocks_->capacity_blocks()) SNAPSTORE_RETURN_IF_ERROR(commit());
   }
-  SNAPSTORE_RETURN_IF_ERROR(flush());
+  SNAPSTORE_RETURN_IF_ERROR(commit());
   std::shared_lock meta(meta_mutex_);
   return static_cast<std::uint64_t>(deleted_volumes_.size());
 }
@@ -82,10 +82,10 @@ void Pool::reclaim_loop() {
     }
     lock.unlock();
     Status st = reclaim_step();
-    if (st && blocks_->dirty_count() * 2 > blocks_->capacity_blocks()) st = flush();
+    if (st && blocks_->dirty_count() * 2 > blocks_->capacity_blocks()) st = commit();
     if (!st) {
       if (st.code() == errc::no_space) {  // a commit frees what earlier steps released
-        st = flush();
+        st = commit();
       }
       if (!st) spdlog::error("reclaim: {}", st.to_string());
     }

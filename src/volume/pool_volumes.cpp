@@ -47,6 +47,7 @@ Result<VolumeRecord> Pool::create_snapshot(std::string_view source, std::string_
   VolumeRecord r;
   {
     std::unique_lock meta(meta_mutex_);
+    log_blocked_ = true;  // a volume change is not a log entry: the next sync commits
     auto src = live_volume(source);
     if (!src) return src.status();
     SNAPSTORE_RETURN_IF_ERROR(check_new_name(name));
@@ -69,7 +70,7 @@ Result<VolumeRecord> Pool::create_snapshot(std::string_view source, std::string_
     names_[r.name] = r.id;
     mark_changed(r.id, snap);
   }
-  SNAPSTORE_RETURN_IF_ERROR(flush());
+  SNAPSTORE_RETURN_IF_ERROR(commit());
   return r;
 }
 
@@ -82,6 +83,7 @@ Result<VolumeRecord> Pool::create_volume(std::string_view name, std::uint64_t si
   VolumeRecord r;
   {
     std::unique_lock meta(meta_mutex_);
+    log_blocked_ = true;  // a volume change is not a log entry: the next sync commits
     SNAPSTORE_RETURN_IF_ERROR(check_new_name(name));
     SNAPSTORE_RETURN_IF_ERROR(ensure_metadata_headroom(0));
     auto root = mappings_->create();
@@ -97,7 +99,7 @@ Result<VolumeRecord> Pool::create_volume(std::string_view name, std::uint64_t si
     names_[r.name] = r.id;
     mark_changed(r.id, v);
   }
-  SNAPSTORE_RETURN_IF_ERROR(flush());
+  SNAPSTORE_RETURN_IF_ERROR(commit());
   return r;
 }
 
@@ -105,6 +107,7 @@ Status Pool::delete_volume(std::string_view name) {
   SNAPSTORE_RETURN_IF_ERROR(check_writable());
   {
     std::unique_lock meta(meta_mutex_);
+    log_blocked_ = true;  // a volume change is not a log entry: the next sync commits
     auto v = live_volume(name);
     if (!v) return v.status();
     const std::uint64_t id = (*v)->record.id;
@@ -122,13 +125,14 @@ Status Pool::delete_volume(std::string_view name) {
     deleted_volumes_.insert(id);
   }
   reclaim_cv_.notify_all();
-  return flush();
+  return commit();
 }
 
 Status Pool::rename_volume(std::string_view from, std::string_view to) {
   SNAPSTORE_RETURN_IF_ERROR(check_writable());
   {
     std::unique_lock meta(meta_mutex_);
+    log_blocked_ = true;  // a volume change is not a log entry: the next sync commits
     auto v = live_volume(from);
     if (!v) return v.status();
     if (from == to) return Status::ok();
@@ -138,13 +142,14 @@ Status Pool::rename_volume(std::string_view from, std::string_view to) {
     names_[(*v)->record.name] = (*v)->record.id;
     mark_changed((*v)->record.id, **v);
   }
-  return flush();
+  return commit();
 }
 
 Status Pool::rollback(std::string_view volume, std::string_view snapshot) {
   SNAPSTORE_RETURN_IF_ERROR(check_writable());
   {
     std::unique_lock meta(meta_mutex_);
+    log_blocked_ = true;  // a volume change is not a log entry: the next sync commits
     auto v = live_volume(volume);
     if (!v) return v.status();
     auto s = live_volume(snapshot);
@@ -178,7 +183,7 @@ Status Pool::rollback(std::string_view volume, std::string_view snapshot) {
     mark_changed((*v)->record.id, **v);
   }
   reclaim_cv_.notify_all();
-  return flush();
+  return commit();
 }
 
 Status Pool::resize_volume(std::string_view name, std::uint64_t size) {
@@ -192,6 +197,7 @@ Status Pool::resize_volume(std::string_view name, std::uint64_t size) {
   // the new end either lands before (and is unmapped) or is refused (remap checks size).
   {
     std::unique_lock meta(meta_mutex_);
+    log_blocked_ = true;  // a volume change is not a log entry: the next sync commits
     auto v = live_volume(name);
     if (!v) return v.status();
     if ((*v)->record.read_only())
@@ -203,7 +209,7 @@ Status Pool::resize_volume(std::string_view name, std::uint64_t size) {
     (*v)->record.size = size;
     mark_changed(id, **v);
   }
-  return flush();
+  return commit();
 }
 
 }  // namespace snapstore

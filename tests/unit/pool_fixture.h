@@ -25,7 +25,8 @@ inline std::vector<std::byte> pattern(std::size_t n, std::uint64_t seed = 0) {
   return v;
 }
 
-// Commits only on flush() (and close): tests decide when a transaction ends.
+// Commits only on commit(), flush() (which may append to the intent log instead) and
+// close: tests decide when a transaction ends.
 inline PoolOptions quiet_options() {
   PoolOptions o;
   o.commit_interval = std::chrono::hours(24);

@@ -34,7 +34,7 @@ class PoolSpaceTest : public PoolFixture {
   }
 
   void flush() {
-    Status st = pool_->flush();
+    Status st = pool_->commit();
     ASSERT_TRUE(st) << st.to_string();
     EXPECT_FALSE(pool_->read_only());
   }
@@ -66,7 +66,7 @@ class PoolSpaceTest : public PoolFixture {
       if (!try_write(off, pattern(piece, 1000 + n))) return off;
       off += piece;
       if (flush_every && n % flush_every == 0) {
-        Status st = pool_->flush();
+        Status st = pool_->commit();
         EXPECT_TRUE(st) << st.to_string();
       }
     }

@@ -60,10 +60,10 @@ TEST_F(PoolTest, UnmapGivesSpaceBackAndReadsZero) {
   const std::uint64_t before = used_blocks(*pool_);
   auto data = pattern(4 << 20, 1);
   ASSERT_TRUE(pool_->write(origin_, 0, data, false));
-  ASSERT_TRUE(pool_->flush());
+  ASSERT_TRUE(pool_->commit());
   EXPECT_EQ(used_blocks(*pool_), before + 1024);
   ASSERT_TRUE(pool_->unmap(origin_, 0, 4 << 20, false));
-  ASSERT_TRUE(pool_->flush());
+  ASSERT_TRUE(pool_->commit());
   EXPECT_EQ(used_blocks(*pool_), before);
   EXPECT_EQ(read(0, 4 << 20), std::vector<std::byte>(4 << 20));
 }
@@ -71,10 +71,10 @@ TEST_F(PoolTest, UnmapGivesSpaceBackAndReadsZero) {
 TEST_F(PoolTest, OverwriteReleasesTheOldBlockAtCommit) {
   auto a = pattern(4096, 1), b = pattern(4096, 2);
   ASSERT_TRUE(pool_->write(origin_, 0, a, false));
-  ASSERT_TRUE(pool_->flush());
+  ASSERT_TRUE(pool_->commit());
   const std::uint64_t used = used_blocks(*pool_);
   ASSERT_TRUE(pool_->write(origin_, 0, b, false));
-  ASSERT_TRUE(pool_->flush());
+  ASSERT_TRUE(pool_->commit());
   EXPECT_EQ(used_blocks(*pool_), used);
   EXPECT_EQ(read(0, 4096), b);
 }
