@@ -301,6 +301,7 @@ int Ctl::status() {
     const json& cache = s.value("cache", json::object());
     const json& reclaim = s.value("reclaim", json::object());
     const json& copies = s.value("copies", json::object());
+    const json& log = s.value("log", json::object());
     const std::string failure = s.value("failure", "");
     out_ << "data:         " << format_size((data - data_free) * block) << " used of "
          << format_size(data * block) << " (" << data - data_free << " of " << data
@@ -311,6 +312,9 @@ int Ctl::status() {
          << "commits:      " << u64(s, "commits") << " (generation " << u64(s, "generation")
          << "; last took " << u64(s, "last_commit_us") << " us, all "
          << u64(s, "commit_us_total") / 1000 << " ms)\n"
+         << "intent log:   " << u64(log, "appends") << " flushes made durable by a record ("
+         << format_size(u64(log, "bytes")) << "); " << u64(log, "replayed")
+         << " records replayed at start\n"
          << "cache:        " << u64(cache, "cached_blocks") << " of "
          << u64(cache, "capacity_blocks") << " blocks, " << u64(cache, "dirty_blocks")
          << " dirty; " << u64(cache, "hits") << " hits, " << u64(cache, "misses")

@@ -29,6 +29,7 @@ json pool_status(Pool& pool) {
           {"commits", s.commits},
           {"commit_us_total", s.commit_us_total},
           {"last_commit_us", s.last_commit_us},
+          {"log", {{"appends", s.log_appends}, {"bytes", s.log_bytes}, {"replayed", s.log_replayed}}},
           {"cache", {{"hits", s.cache.hits},
                      {"misses", s.cache.misses},
                      {"cached_blocks", s.cache.cached_blocks},

@@ -219,6 +219,7 @@ int dump_command(int argc, const char* const* argv) {
            {"volumes", volumes},
            {"reclaim_pending_volumes", s.reclaim_pending_volumes},
            {"reclaim_pending_blocks", s.reclaim_pending_blocks},
+           {"intent_log_records", s.log_replayed},
            {"chunks", chunks}};
   if (as_json) {
     std::cout << out.dump(2) << "\n";
@@ -236,6 +237,10 @@ int dump_command(int argc, const char* const* argv) {
   std::printf("metadata: %llu of %llu blocks in use (%s profile)\n",
               (unsigned long long)(s.metadata_blocks - s.metadata_blocks_free),
               (unsigned long long)s.metadata_blocks, std::string(profile_name(sb.metadata_profile)).c_str());
+  if (s.log_replayed > 0)
+    std::printf("intent log: %llu records after generation %llu (shown applied; a writable open "
+                "commits them)\n",
+                (unsigned long long)s.log_replayed, (unsigned long long)sb.generation);
   if (s.reclaim_pending_volumes > 0)
     std::printf("reclaim: %llu deleted trees still to release (at most %llu blocks)\n",
                 (unsigned long long)s.reclaim_pending_volumes, (unsigned long long)s.reclaim_pending_blocks);

@@ -210,6 +210,22 @@ TEST_F(Daemon, ControlSocketAnswersStatus) {
         parse_reply(control_request(d.control_socket(), R"({"version":1,"command":"status"})"));
     return r.is_object() && r["result"]["volumes"][0].value("connections", 0) == 1;
   })) << "status never counted the attached client";
+  // An NBD flush after a write is made durable by an intent log record, and counted (a
+  // timer commit landing between the write and the flush would leave it nothing to do:
+  // try a few times).
+  std::vector<char> block(4096, 'x');
+  json after;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    ASSERT_EQ(nbd_pwrite(h.get(), block.data(), block.size(), 8192, 0), 0) << nbd_error_text();
+    ASSERT_EQ(nbd_flush(h.get(), 0), 0) << nbd_error_text();
+    after = parse_reply(control_request(d.control_socket(), R"({"version":1,"command":"status"})"));
+    ASSERT_TRUE(after.is_object());
+    if (after["result"]["space"]["log"].value("appends", std::uint64_t{0}) > 0) break;
+  }
+  const json& log = after["result"]["space"]["log"];
+  EXPECT_GE(log.value("appends", std::uint64_t{0}), 1u) << after.dump();
+  EXPECT_GE(log.value("bytes", std::uint64_t{0}), 512u) << after.dump();
+  EXPECT_EQ(log.value("replayed", std::uint64_t{1}), 0u) << after.dump();
 }
 
 TEST_F(Daemon, ControlSocketAnswersGarbageWithAnErrorAndKeepsGoing) {
