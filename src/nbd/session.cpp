@@ -24,7 +24,7 @@ bool read_all(int fd, void* data, std::size_t size) {
   return true;
 }
 
-bool discard_all(int fd, std::size_t size, std::vector<std::byte>& scratch) {
+bool discard_all(int fd, std::size_t size, PageAlignedBytes& scratch) {
   scratch.resize(std::min<std::size_t>(std::max(scratch.size(), std::size_t{1} << 20), 1 << 20));
   while (size > 0) {
     std::size_t step = std::min(size, scratch.size());
@@ -99,7 +99,7 @@ void Session::end_reading(const std::string& why) {
 }
 
 // Reads one request under the read lock. Returns false when the session stops reading.
-bool Session::read_request(ParsedRequest& parsed, std::vector<std::byte>& payload) {
+bool Session::read_request(ParsedRequest& parsed, PageAlignedBytes& payload) {
   std::lock_guard lock(read_mutex_);
   if (reading_done_) return false;
   std::array<std::byte, request_header_size> header;
@@ -145,7 +145,8 @@ void Session::send(const Reply& reply) {
 }
 
 void Session::serve() {
-  std::vector<std::byte> payload, read_buffer;
+  PageAlignedBytes payload;  // aligned: large writes go to the pool file with O_DIRECT
+  std::vector<std::byte> read_buffer;
   TransmissionContext ctx{*negotiated_.volume, negotiated_.structured_replies,
                           negotiated_.meta_contexts};
   ctx.read_buffer = &read_buffer;

@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include "nbd/page_aligned.h"
 #include "nbd/handshake.h"
 #include "nbd/request_parser.h"
 #include "nbd/transmission.h"
@@ -46,7 +47,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
  private:
   void serve();
-  bool read_request(ParsedRequest& parsed, std::vector<std::byte>& payload);
+  bool read_request(ParsedRequest& parsed, PageAlignedBytes& payload);
   void send(const Reply& reply);
   void end_reading(const std::string& why);
   void finish_thread();

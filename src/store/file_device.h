@@ -31,6 +31,7 @@
 //     on a read-only device get errc::read_only.
 #pragma once
 
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -76,7 +77,12 @@ class FileDevice final : public BlockDevice {
         path_(std::move(path)) {}
 
   void map();  // sets map_ when the device can be mapped; reads fall back to pread if not
+  void open_direct();  // sets direct_fd_ when the file system takes O_DIRECT
   Status pread_all(std::uint64_t offset, std::span<std::byte> out);
+  Status pwrite_all(int fd, std::uint64_t offset, std::span<const std::byte> data);
+  // A large aligned write through direct_fd_; false if O_DIRECT turned out not to work
+  // here (the caller writes through the page cache instead).
+  Result<bool> write_direct(std::uint64_t offset, std::span<const std::byte> data);
 
   Status check_range(std::uint64_t offset, std::uint64_t length, const char* what) const;
   Status check_writable(const char* what) const;
@@ -84,6 +90,7 @@ class FileDevice final : public BlockDevice {
   Status block_discard(std::uint64_t offset, std::uint64_t length);
 
   int fd_;
+  std::atomic<int> direct_fd_{-1};  // O_DIRECT descriptor of the same file, or -1
   const std::byte* map_ = nullptr;  // PROT_READ, MAP_SHARED, size_ bytes
   std::uint64_t size_;
   bool read_only_;
