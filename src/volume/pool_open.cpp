@@ -109,7 +109,10 @@ Status Pool::format(const std::vector<BlockDevicePtr>& devices, const FormatOpti
   Pool pool(devices, PoolOptions{});
   FormatOptions resolved = options;
   if (resolved.origin_size == 0) resolved.origin_size = origin_size_for_devices(total);
-  SNAPSTORE_RETURN_IF_ERROR(pool.init_fresh(sb, resolved));
+  if (Status st = pool.init_fresh(sb, resolved); !st) {
+    pool.options_.read_only = true;  // half built: its destructor must not try to commit it
+    return st;
+  }
   return pool.close();
 }
 
