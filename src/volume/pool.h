@@ -68,6 +68,11 @@ struct FormatOptions {
   std::uint32_t data_block_size = 4096;
   profile metadata_profile = profile::dup;
   profile data_profile = profile::single;
+  // Bytes; 0: chosen from the total device size (1 MiB to 1 GiB). Otherwise a power of two
+  // from 256 KiB (64 metadata blocks: the reserve and the first trees fit in one chunk) to
+  // 1 GiB, and a multiple of the data block size. Tests use small chunks to play pools
+  // that hold many chunks on small devices.
+  std::uint64_t chunk_size = 0;
 };
 
 struct PoolOptions {

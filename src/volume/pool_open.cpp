@@ -98,7 +98,12 @@ Status Pool::format(const std::vector<BlockDevicePtr>& devices, const FormatOpti
   }
   sb.pool_uuid = random_uuid();
   sb.data_block_size = bs;
-  sb.chunk_size = std::max<std::uint64_t>(choose_chunk_size(total), bs);
+  const std::uint64_t cs = options.chunk_size;
+  if (cs != 0 && (cs < (256 << 10) || cs > (1ull << 30) || (cs & (cs - 1)) != 0 || cs % bs != 0))
+    return invalid_argument(
+        "the chunk size must be a power of two from 256 KiB to 1 GiB and a "
+        "multiple of the data block size");
+  sb.chunk_size = cs != 0 ? cs : std::max<std::uint64_t>(choose_chunk_size(total), bs);
   sb.metadata_profile = options.metadata_profile;
   sb.data_profile = options.data_profile;
   sb.created = now_ns() / 1000000000;
