@@ -58,6 +58,12 @@ Result<Superblock> read_superblock(BlockDevice& device) {
   return corruption(device.name() + ": no valid superblock (" + first_error.message() + ")");
 }
 
+// The metadata reserve of a space of `nr` blocks: blocks only commits and unmaps may take
+// (MetadataSpaceMap invariant 3).
+std::uint64_t metadata_reserve_for(std::uint64_t nr) {
+  return std::clamp<std::uint64_t>(nr / 16, 32, 1024);
+}
+
 }  // namespace
 
 // The allowance holds the metadata (two copies) and the room redirect-on-write needs for
@@ -194,7 +200,7 @@ Status Pool::load(const Superblock& sb) {
     SNAPSTORE_RETURN_IF_ERROR(data_sm_->load());
   }
   const std::uint64_t nr = metadata_sm_->nr_blocks();
-  metadata_sm_->set_reserve(std::clamp<std::uint64_t>(nr / 16, 32, 1024));
+  metadata_sm_->set_reserve(metadata_reserve_for(nr));
   DataSpaceMap* dsm = data_sm_.get();
   mappings_ = std::make_unique<BTree>(
       *tm_, ValueTraits{mapping_value_size,
@@ -286,14 +292,45 @@ Status Pool::grow_metadata() {
   SNAPSTORE_RETURN_IF_ERROR(chunks_->allocate_chunk(space::metadata, superblock_.metadata_profile));
   const std::uint64_t nr = chunks_->space_bytes(space::metadata) / metadata_block_size;
   metadata_sm_->grow(nr);
-  metadata_sm_->set_reserve(std::clamp<std::uint64_t>(nr / 16, 32, 1024));
+  metadata_sm_->set_reserve(metadata_reserve_for(nr));
   dirty_ = true;
   return Status::ok();
 }
 
+// Device space a new data chunk must leave unallocated, so that the metadata space can
+// still grow as far as one transaction may need without a commit.
+//
+// Copy-on-write: a transaction shadows every metadata block it changes, once, to a newly
+// allocated block, and the old one comes back only at the commit. Random overwrites of a
+// fully written volume reach every leaf within a few thousand writes, so a transaction
+// may need as many free blocks as are in use, or as many as commit_if_needed lets it
+// dirty (half the cache) if that is fewer. The metadata space must therefore be able to
+// reach in_use + min(in_use, cache / 2), plus the reserve for commits and unmaps and
+// ensure_metadata_headroom's margin; in_use counts the blocks referenced now, what the
+// next transaction could shadow. Never less than one metadata chunk (invariant 4).
+//
+// Keeping only that one chunk let a fast sequential rewrite (frequent commits, each
+// shadowing few leaves) hand the device to data while the metadata space was barely
+// larger than its contents: 4k random overwrites of a fully written 1 GiB origin then
+// committed every ~1,000 writes for want of metadata blocks, with ~95 MiB of data free.
+// The cost: a fully written origin has ~13.5 MiB of metadata per GiB, so the room kept
+// for it with `dup`'s two copies is ~54 MiB per GiB, within pool_file_size_for's allowance.
+std::uint64_t Pool::metadata_room_to_keep() const {
+  const std::uint64_t chunk = chunks_->chunk_size();
+  const std::uint64_t stripes = stripe_count(superblock_.metadata_profile);
+  const std::uint64_t in_use = metadata_sm_->nr_in_use();
+  const std::uint64_t shadows = std::min(in_use, blocks_->capacity_blocks() / 2);
+  std::uint64_t target = in_use + shadows;
+  target += metadata_reserve_for(target) + 16;
+  const std::uint64_t have = metadata_sm_->nr_blocks();
+  const std::uint64_t per_chunk = chunk / metadata_block_size;
+  const std::uint64_t chunks = target > have ? (target - have + per_chunk - 1) / per_chunk : 0;
+  return std::max<std::uint64_t>(chunks, 1) * stripes * chunk;
+}
+
 Status Pool::grow_data() {
-  const std::uint64_t keep = stripe_count(superblock_.metadata_profile) * chunks_->chunk_size();
-  SNAPSTORE_RETURN_IF_ERROR(chunks_->allocate_chunk(space::data, superblock_.data_profile, keep));
+  SNAPSTORE_RETURN_IF_ERROR(
+      chunks_->allocate_chunk(space::data, superblock_.data_profile, metadata_room_to_keep()));
   data_sm_->grow(chunks_->space_bytes(space::data) / superblock_.data_block_size);
   dirty_ = true;
   return Status::ok();
