@@ -116,6 +116,15 @@ int main(int argc, char** argv) {
       if (!st) die(job, st);
     }
     const double c1 = cpu_seconds(), t1 = now();
+    const PoolStats ps = (*pool)->stats();
+    std::printf(
+        "commits %llu  metadata %llu free of %llu  data %llu free of %llu  unallocated %llu MiB\n",
+        static_cast<unsigned long long>(ps.commits),
+        static_cast<unsigned long long>(ps.metadata_blocks_free),
+        static_cast<unsigned long long>(ps.metadata_blocks),
+        static_cast<unsigned long long>(ps.data_blocks_free),
+        static_cast<unsigned long long>(ps.data_blocks),
+        static_cast<unsigned long long>(ps.unallocated_bytes >> 20));
     std::printf("%-10s n=%-7llu cpu %8.1f us/op  wall %8.1f us/op\n", job.c_str(),
                 static_cast<unsigned long long>(n), (c1 - c0) / n * 1e6, (t1 - t0) / n * 1e6);
   }

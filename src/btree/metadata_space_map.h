@@ -40,6 +40,11 @@ class MetadataSpaceMap {
 
   std::uint64_t nr_blocks() const { return counts_.size(); }
   std::uint64_t nr_free() const { return nr_free_; }  // count 0 and not freed this txn
+  // Blocks with a reference: what would be in use if the open transaction committed now.
+  std::uint64_t nr_in_use() const {
+    const std::uint64_t unused = nr_free_ + freed_list_.size();
+    return unused < nr_blocks() ? nr_blocks() - unused : 0;
+  }
   std::uint32_t count(std::uint64_t block) const { return counts_[block]; }
   bool freed_this_transaction(std::uint64_t block) const { return freed_[block]; }
   void set_reserve(std::uint64_t blocks) { reserve_ = blocks; }

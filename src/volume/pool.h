@@ -16,7 +16,9 @@
 //  4. Writes that need space fail with no_space when the pool is full; reads, flushes and
 //     unmaps go on working, and unmapping gives space back. Device space for one more
 //     metadata chunk and a reserve of metadata blocks are kept so that a commit, and an
-//     unmap after ENOSPC, can always complete.
+//     unmap after ENOSPC, can always complete. Data chunks also leave the metadata room to
+//     grow to about twice what is in use, so that one transaction can shadow all of it
+//     (metadata_room_to_keep): a full pool commits for want of data blocks, not metadata.
 //  5. Locking: one reader/writer metadata lock (lookups and data reads shared; space map
 //     and tree changes exclusive), plus striped locks that order concurrent writes to the
 //     same block region so read-modify-write of partial blocks never loses an update.
@@ -75,6 +77,11 @@ struct FormatOptions {
   std::uint32_t data_block_size = 4096;
   profile metadata_profile = profile::dup;
   profile data_profile = profile::single;
+  // Bytes; 0: chosen from the total device size (1 MiB to 1 GiB). Otherwise a power of two
+  // from 256 KiB (64 metadata blocks: the reserve and the first trees fit in one chunk) to
+  // 1 GiB, and a multiple of the data block size. Tests use small chunks to play pools
+  // that hold many chunks on small devices.
+  std::uint64_t chunk_size = 0;
 };
 
 struct PoolOptions {
@@ -259,6 +266,7 @@ class Pool {
   Status fail(Status why);
   Status grow_metadata();
   Status grow_data();
+  std::uint64_t metadata_room_to_keep() const;
   Result<std::vector<std::uint64_t>> allocate_data(std::size_t count);
   Status release_data(const std::vector<std::uint64_t>& blocks);
   Status ensure_metadata_headroom(std::uint64_t data_blocks);

@@ -58,12 +58,21 @@ Result<Superblock> read_superblock(BlockDevice& device) {
   return corruption(device.name() + ": no valid superblock (" + first_error.message() + ")");
 }
 
+// The metadata reserve of a space of `nr` blocks: blocks only commits and unmaps may take
+// (MetadataSpaceMap invariant 3).
+std::uint64_t metadata_reserve_for(std::uint64_t nr) {
+  return std::clamp<std::uint64_t>(nr / 16, 32, 1024);
+}
+
 }  // namespace
 
 // The allowance holds the metadata (two copies) and the room redirect-on-write needs for
 // a transaction's overwrites before their old blocks come back at the commit: measured
 // with a fully written origin, an allowance of size/16 left so little room that nearly
-// every write forced a commit (bench run 2: 1 MiB writes at 0.04x nbdkit-file).
+// every write forced a commit (bench run 2: 1 MiB writes at 0.04x nbdkit-file). Of a
+// 1 GiB origin's 160 MiB, the metadata with room to be rewritten in one transaction
+// (metadata_room_to_keep) takes 64 MiB (8,192 blocks, two copies) and data keeps ~92 MiB
+// beyond the origin (measured: pool_bench 1024 seqwrite:3000 randwrite:30000).
 std::uint64_t pool_file_size_for(std::uint64_t origin_size) {
   const std::uint64_t allowance = origin_size / 8 + (32ull << 20);
   return (origin_size + allowance + (1 << 20) - 1) / (1 << 20) * (1 << 20);
@@ -98,7 +107,12 @@ Status Pool::format(const std::vector<BlockDevicePtr>& devices, const FormatOpti
   }
   sb.pool_uuid = random_uuid();
   sb.data_block_size = bs;
-  sb.chunk_size = std::max<std::uint64_t>(choose_chunk_size(total), bs);
+  const std::uint64_t cs = options.chunk_size;
+  if (cs != 0 && (cs < (256 << 10) || cs > (1ull << 30) || (cs & (cs - 1)) != 0 || cs % bs != 0))
+    return invalid_argument(
+        "the chunk size must be a power of two from 256 KiB to 1 GiB and a "
+        "multiple of the data block size");
+  sb.chunk_size = cs != 0 ? cs : std::max<std::uint64_t>(choose_chunk_size(total), bs);
   sb.metadata_profile = options.metadata_profile;
   sb.data_profile = options.data_profile;
   sb.created = now_ns() / 1000000000;
@@ -110,7 +124,10 @@ Status Pool::format(const std::vector<BlockDevicePtr>& devices, const FormatOpti
   Pool pool(devices, PoolOptions{});
   FormatOptions resolved = options;
   if (resolved.origin_size == 0) resolved.origin_size = origin_size_for_devices(total);
-  SNAPSTORE_RETURN_IF_ERROR(pool.init_fresh(sb, resolved));
+  if (Status st = pool.init_fresh(sb, resolved); !st) {
+    pool.options_.read_only = true;  // half built: its destructor must not try to commit it
+    return st;
+  }
   return pool.close();
 }
 
@@ -192,7 +209,7 @@ Status Pool::load(const Superblock& sb) {
     SNAPSTORE_RETURN_IF_ERROR(data_sm_->load());
   }
   const std::uint64_t nr = metadata_sm_->nr_blocks();
-  metadata_sm_->set_reserve(std::clamp<std::uint64_t>(nr / 16, 32, 1024));
+  metadata_sm_->set_reserve(metadata_reserve_for(nr));
   DataSpaceMap* dsm = data_sm_.get();
   mappings_ = std::make_unique<BTree>(
       *tm_, ValueTraits{mapping_value_size,
@@ -284,15 +301,46 @@ Status Pool::grow_metadata() {
   SNAPSTORE_RETURN_IF_ERROR(chunks_->allocate_chunk(space::metadata, superblock_.metadata_profile));
   const std::uint64_t nr = chunks_->space_bytes(space::metadata) / metadata_block_size;
   metadata_sm_->grow(nr);
-  metadata_sm_->set_reserve(std::clamp<std::uint64_t>(nr / 16, 32, 1024));
+  metadata_sm_->set_reserve(metadata_reserve_for(nr));
   dirty_ = true;
   log_blocked_ = true;  // the log is replayed over the last commit's chunk map
   return Status::ok();
 }
 
+// Device space a new data chunk must leave unallocated, so that the metadata space can
+// still grow as far as one transaction may need without a commit.
+//
+// Copy-on-write: a transaction shadows every metadata block it changes, once, to a newly
+// allocated block, and the old one comes back only at the commit. Random overwrites of a
+// fully written volume reach every leaf within a few thousand writes, so a transaction
+// may need as many free blocks as are in use, or as many as commit_if_needed lets it
+// dirty (half the cache) if that is fewer. The metadata space must therefore be able to
+// reach in_use + min(in_use, cache / 2), plus the reserve for commits and unmaps and
+// ensure_metadata_headroom's margin; in_use counts the blocks referenced now, what the
+// next transaction could shadow. Never less than one metadata chunk (invariant 4).
+//
+// Keeping only that one chunk let a fast sequential rewrite (frequent commits, each
+// shadowing few leaves) hand the device to data while the metadata space was barely
+// larger than its contents: 4k random overwrites of a fully written 1 GiB origin then
+// committed every ~1,000 writes for want of metadata blocks, with ~95 MiB of data free.
+// The cost: a fully written origin has ~13.5 MiB of metadata per GiB, so the room kept
+// for it with `dup`'s two copies is ~54 MiB per GiB, within pool_file_size_for's allowance.
+std::uint64_t Pool::metadata_room_to_keep() const {
+  const std::uint64_t chunk = chunks_->chunk_size();
+  const std::uint64_t stripes = stripe_count(superblock_.metadata_profile);
+  const std::uint64_t in_use = metadata_sm_->nr_in_use();
+  const std::uint64_t shadows = std::min(in_use, blocks_->capacity_blocks() / 2);
+  std::uint64_t target = in_use + shadows;
+  target += metadata_reserve_for(target) + 16;
+  const std::uint64_t have = metadata_sm_->nr_blocks();
+  const std::uint64_t per_chunk = chunk / metadata_block_size;
+  const std::uint64_t chunks = target > have ? (target - have + per_chunk - 1) / per_chunk : 0;
+  return std::max<std::uint64_t>(chunks, 1) * stripes * chunk;
+}
+
 Status Pool::grow_data() {
-  const std::uint64_t keep = stripe_count(superblock_.metadata_profile) * chunks_->chunk_size();
-  SNAPSTORE_RETURN_IF_ERROR(chunks_->allocate_chunk(space::data, superblock_.data_profile, keep));
+  SNAPSTORE_RETURN_IF_ERROR(
+      chunks_->allocate_chunk(space::data, superblock_.data_profile, metadata_room_to_keep()));
   data_sm_->grow(chunks_->space_bytes(space::data) / superblock_.data_block_size);
   dirty_ = true;
   log_blocked_ = true;  // the log is replayed over the last commit's chunk map

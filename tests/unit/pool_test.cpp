@@ -89,5 +89,24 @@ TEST_F(PoolTest, ForeignDeviceIsRefusedAndUntouched) {
   EXPECT_EQ(foreign->write_count(), 1u);
 }
 
+// FormatOptions::chunk_size: 0 picks one from the device size; a given one is checked.
+TEST(PoolFormatTest, ChunkSizeIsValidated) {
+  auto device = std::make_shared<MemoryDevice>(16 << 20);
+  for (std::uint64_t bad : {64ull << 10, 384ull << 10, 2ull << 30}) {
+    FormatOptions f;
+    f.chunk_size = bad;
+    EXPECT_EQ(Pool::format({device}, f).code(), errc::invalid_argument) << bad;
+  }
+  FormatOptions f;
+  f.chunk_size = 256 << 10;
+  f.data_block_size = 512 << 10;  // larger than the chunk
+  EXPECT_EQ(Pool::format({device}, f).code(), errc::invalid_argument);
+  f.data_block_size = 4096;
+  ASSERT_TRUE(Pool::format({device}, f));
+  auto pool = Pool::open({device}, quiet_options());
+  ASSERT_TRUE(pool) << pool.status().to_string();
+  EXPECT_EQ((*pool)->superblock().chunk_size, 256u << 10);
+}
+
 }  // namespace
 }  // namespace snapstore
