@@ -157,6 +157,9 @@ TEST_F(Snapshotctl, DeletingTheParentLeavesItsSnapshotReadable) {
   ok({"snapshot", "create", "origin", "child"});
   ok({"snapshot", "create", "child", "grandchild"});
   origin.reset();
+  // The daemon notices the closed connection a moment later; until then a delete is
+  // refused as busy.
+  ASSERT_TRUE(eventually([&] { return volume("origin").value("connections", 1) == 0; }));
   ok({"volume", "delete", "origin"});
   EXPECT_EQ(names(), (std::vector<std::string>{"child", "grandchild"}));
 
