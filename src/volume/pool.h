@@ -253,6 +253,7 @@ class Pool {
   // (or there were none), false when a commit is needed. Caller holds commit_mutex_.
   Result<bool> append_log();
   void reset_log_after_commit();
+  void stop_logging_if_too_big();
   Status replay_log();
   Status apply_log_entry(const LogEntry& e);
   bool log_record_data_intact(const LogRecord& r);

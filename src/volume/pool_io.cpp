@@ -184,7 +184,10 @@ Status Pool::remap(std::uint64_t volume, std::uint64_t first, const std::vector<
     return usable;
   }
   SNAPSTORE_RETURN_IF_ERROR(map_blocks_locked(volume, **v, first, blocks, sums));
-  log_pending_.add_map(volume, first, blocks, sums);
+  if (!log_blocked_) {
+    log_pending_.add_map(volume, first, blocks, sums);
+    stop_logging_if_too_big();
+  }
   return Status::ok();
 }
 
@@ -325,7 +328,10 @@ Status Pool::unmap_blocks_locked(std::uint64_t volume, std::uint64_t first, std:
   (*v)->record.mapped_blocks -= std::min(removed, (*v)->record.mapped_blocks);
   mark_changed(volume, **v);
   if (!released) return fail(released);
-  log_pending_.add_unmap(volume, first, end);
+  if (!log_blocked_) {
+    log_pending_.add_unmap(volume, first, end);
+    stop_logging_if_too_big();
+  }
   return Status::ok();
 }
 

@@ -36,6 +36,15 @@ Result<bool> Pool::append_log() {
   return true;
 }
 
+// More pending entries than one record can hold: the next flush must commit anyway, so
+// stop collecting them (a stream of writes without flushes would otherwise grow the
+// buffer until the next commit). Metadata lock held exclusively.
+void Pool::stop_logging_if_too_big() {
+  if (log_record_size(log_pending_.bytes().size()) <= log_layout_.copy_bytes) return;
+  log_blocked_ = true;
+  log_pending_.clear();
+}
+
 // After a commit (commit_locked, metadata lock held): the log starts afresh after it.
 void Pool::reset_log_after_commit() {
   log_pending_.clear();

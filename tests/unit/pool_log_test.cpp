@@ -137,6 +137,29 @@ TEST_F(PoolLogTest, AFullLogFallsBackToACommit) {
   expect_model();
 }
 
+// Writes without flushes that would need more than one record: the pending entries are
+// dropped as they pass the log's size, and the flush commits.
+TEST_F(PoolLogTest, MoreUnflushedChangesThanTheLogHoldsMakeTheFlushACommit) {
+  ASSERT_NO_FATAL_FAILURE(write_model(0, pattern(kOrigin, 1)));
+  ASSERT_TRUE(pool_->commit());
+  const PoolStats before = pool_->stats();
+  // 15,000 single-block unmaps: 32 bytes each, more than a 448 KiB copy holds, and no
+  // space needed (so nothing forces a commit on the way).
+  for (std::uint64_t i = 0; i < 15000; ++i)
+    ASSERT_NO_FATAL_FAILURE(unmap_model((i * 2 + i / 4096) % (kOrigin / bs) * bs, bs));
+  EXPECT_EQ(pool_->stats().commits, before.commits);
+  ASSERT_NO_FATAL_FAILURE(flush());
+  const PoolStats after = pool_->stats();
+  EXPECT_EQ(after.log_appends, before.log_appends);
+  EXPECT_EQ(after.commits, before.commits + 1);
+  // And the log works again after that commit.
+  ASSERT_NO_FATAL_FAILURE(write_model(0, pattern(bs, 5)));
+  ASSERT_NO_FATAL_FAILURE(flush());
+  EXPECT_EQ(pool_->stats().log_appends, before.log_appends + 1);
+  ASSERT_NO_FATAL_FAILURE(power_cut_and_reopen());
+  expect_model();
+}
+
 // A volume change is not a log entry: a flush after one commits, so that after a cut the
 // writes around it come back in the order they were made.
 TEST_F(PoolLogTest, AVolumeChangeMakesTheNextFlushACommit) {
