@@ -101,6 +101,7 @@ TEST_F(Snapshotctl, ANewSnapshotIsListedByNbdAndAttachableAtOnce) {
   ASSERT_TRUE(h);
   EXPECT_EQ(nbd_get_size(h.get()), static_cast<int64_t>(origin_size));
   h.reset();
+  ASSERT_TRUE(eventually([&] { return volume("fresh").value("connections", 1) == 0; }));
   ok({"snapshot", "delete", "fresh"});
   EXPECT_EQ(nbd_list_exports(d_.nbd_socket()), std::vector<std::string>{"origin"});
   NbdHandle gone = make_handle({.export_name = "fresh"});
