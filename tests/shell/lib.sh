@@ -144,6 +144,7 @@ check_pool() {  # check_pool WHAT: `snapstored check` on the stopped daemon's po
     fail "snapstored check $pool: exit $status ($1)"
   fi
   log "snapstored check: clean ($1): $(grep -m1 '^generation' "$tmp/check.out" || true)"
+  if grep -q '^intent log' "$tmp/check.out"; then log "  $(grep -m1 '^intent log' "$tmp/check.out")"; fi
 }
 
 # --- the stack: nbdfuse, loop device, ext4 --------------------------------------------
