@@ -34,6 +34,8 @@ class DataSpaceMap {
 
   std::uint64_t nr_blocks() const { return nr_blocks_; }
   std::uint64_t nr_free() const;  // allocatable now
+  // Released in the open transaction: allocatable once it commits.
+  std::uint64_t nr_released() const { return freed_list_.size(); }
   std::uint64_t nr_allocated() const { return nr_blocks_ - free_total_; }
   void grow(std::uint64_t nr_blocks);
 

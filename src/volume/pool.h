@@ -12,7 +12,10 @@
 //     superblock and flushes again. Concurrent flushes share one commit. If a commit
 //     fails the pool turns read-only for good (failure() says why) and writes nothing more.
 //     A commit never includes data blocks that a write has taken but not yet mapped
-//     (WriteGate), so a crash cannot leak them.
+//     (WriteGate), so a crash cannot leak them. Writes wait only for the commit proper:
+//     after much written data, the devices are first flushed while writes go on.
+//     Besides the timer, a background commit starts early once overwrites have released
+//     more data blocks than are still available (PoolOptions::early_commit).
 //  4. Writes that need space fail with no_space when the pool is full; reads, flushes and
 //     unmaps go on working, and unmapping gives space back. Device space for one more
 //     metadata chunk and a reserve of metadata blocks are kept so that a commit, and an
@@ -87,6 +90,10 @@ struct FormatOptions {
 struct PoolOptions {
   std::uint64_t cache_bytes = 64ull << 20;
   std::chrono::milliseconds commit_interval{1000};
+  // Commit in the background, before the interval is up, once overwrites have released
+  // more data blocks than are still free. false: commits only on the timer and where
+  // the caller asks (tests that count or place commits).
+  bool early_commit = true;
   bool read_only = false;
   bool background_reclaim = true;  // false: only reclaim() releases deleted trees (tests)
 };
@@ -95,12 +102,13 @@ struct PoolStats {
   std::uint64_t generation = 0;
   std::uint32_t data_block_size = 0;
   std::uint64_t data_blocks = 0, data_blocks_free = 0;
+  std::uint64_t data_blocks_available = 0;  // free, plus what the data space may grow into
   std::uint64_t metadata_blocks = 0, metadata_blocks_free = 0;
   std::uint64_t device_bytes = 0, unallocated_bytes = 0;
   CacheStats cache;
   ChunkMapStats copies;
   std::uint64_t commits = 0;
-  std::uint64_t commit_us_total = 0;  // time spent in commits (writes and syncs), µs
+  std::uint64_t commit_us_total = 0;  // time writes waited for commits, µs
   std::uint64_t last_commit_us = 0;
   std::uint64_t log_appends = 0;   // flushes made durable by an intent log record
   std::uint64_t log_bytes = 0;     // bytes of those records (one copy)
@@ -220,6 +228,9 @@ class Pool {
   Status load(const Superblock& sb);
   Status init_fresh(const Superblock& sb, const FormatOptions& options);
   void start_timer();
+  void request_early_commit_if_short();  // metadata lock held exclusively
+  // Data blocks free now, plus those the data space may still grow into on the devices.
+  std::uint64_t data_blocks_available() const;
 
   struct VolumeState {
     VolumeRecord record;
@@ -314,6 +325,14 @@ class Pool {
   std::mutex commit_mutex_;
   WriteGate write_gate_;
   std::atomic<bool> dirty_{false};
+  // Data bytes written since the last commit began: above prewrite_threshold, a commit
+  // flushes the devices once before it stops writes (see sync()).
+  std::atomic<std::uint64_t> data_bytes_since_commit_{0};
+  static constexpr std::uint64_t prewrite_threshold = 4 << 20;
+  static constexpr int max_prewrite_rounds = 3;
+  // Set when overwrites have released more data blocks than are still free: the timer
+  // thread commits at once instead of waiting for its interval (or a writer for ENOSPC).
+  std::atomic<bool> early_commit_requested_{false};
   std::atomic<std::uint64_t> flush_requests_{0};
   std::uint64_t flushes_covered_ = 0;  // flush tickets made durable (commit or log)
   std::uint64_t commits_covered_ = 0;  // ... by a commit

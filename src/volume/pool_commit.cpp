@@ -51,8 +51,17 @@ Status Pool::sync(bool full) {
       return Status::ok();
     }
   }
+  // Most of a commit's time is the flush that makes the transaction's data durable
+  // before the metadata naming it. When much data was written, flush while writes and
+  // reads go on, again for what came meanwhile (each round shorter than the last), so
+  // that the flush inside the commit, which stops them, has little left to do.
+  for (int round = 0; round < max_prewrite_rounds && dirty_ &&
+                      data_bytes_since_commit_.exchange(0) >= prewrite_threshold;
+       ++round) {
+    if (Status f = chunks_->flush(); !f) return fail(f);
+  }
   write_gate_.close();  // no data blocks taken but not yet mapped go into this commit
-  const auto started = std::chrono::steady_clock::now();
+  const auto started = std::chrono::steady_clock::now();  // writes wait from here on
   const std::uint64_t commits_before = commits_;
   Status st = commit_locked();
   if (commits_ != commits_before) {
@@ -163,6 +172,7 @@ Status Pool::commit_locked() {
   dirty_volumes_.clear();
   metadata_sm_->end_transaction();
   data_sm_->end_transaction();
+  early_commit_requested_ = false;  // what was released is free again
   tm_->set_generation(gen + 1);
   dirty_ = false;
   ++commits_;

@@ -135,7 +135,33 @@ Result<std::vector<std::uint64_t>> Pool::allocate_data(std::size_t count) {
     return no_space("the pool is full");
   }
   dirty_ = true;
+  request_early_commit_if_short();
   return got;
+}
+
+std::uint64_t Pool::data_blocks_available() const {
+  const std::uint64_t unallocated = chunks_->unallocated_bytes();
+  const std::uint64_t keep = metadata_room_to_keep();
+  const std::uint64_t growable =
+      unallocated > keep
+          ? (unallocated - keep) / stripe_count(superblock_.data_profile) / superblock_.data_block_size
+          : 0;
+  return data_sm_->nr_free() + growable;
+}
+
+// Overwrites release their old blocks only at the next commit. Once more blocks wait for
+// it than are still free (in the data space, or on the devices for it to grow into),
+// commit now in the background while writes go on into the rest, rather than let
+// writers run into ENOSPC and commit in the foreground. A pool with room to spare never
+// gets here between timer commits.
+void Pool::request_early_commit_if_short() {
+  if (!options_.early_commit || early_commit_requested_.load(std::memory_order_relaxed)) return;
+  const std::uint64_t released = data_sm_->nr_released();
+  if (data_sm_->nr_free() >= released) return;
+  if (data_blocks_available() >= released) return;
+  early_commit_requested_ = true;
+  std::lock_guard lock(timer_mutex_);
+  timer_cv_.notify_all();
 }
 
 // Makes sure a remap of `data_blocks` blocks cannot run out of metadata half-way: the
@@ -165,6 +191,7 @@ Status Pool::write_data_runs(const std::vector<std::uint64_t>& blocks,
         chunks_->write(space::data, blocks[i] * bs, data.subspan(i * bs, (j - i) * bs)));
     i = j;
   }
+  data_bytes_since_commit_ += data.size();
   return Status::ok();
 }
 

@@ -256,7 +256,8 @@ void Pool::start_timer() {
   timer_ = std::thread([this] {
     std::unique_lock lock(timer_mutex_);
     while (!stopping_) {
-      timer_cv_.wait_for(lock, options_.commit_interval);
+      timer_cv_.wait_for(lock, options_.commit_interval,
+                         [this] { return stopping_ || early_commit_requested_.load(); });
       if (stopping_) break;
       lock.unlock();
       if (dirty_ && failure().is_ok()) {
@@ -377,6 +378,7 @@ PoolStats Pool::stats() {
   s.data_block_size = superblock_.data_block_size;
   s.data_blocks = data_sm_->nr_blocks();
   s.data_blocks_free = data_sm_->nr_free();
+  s.data_blocks_available = data_blocks_available();
   s.metadata_blocks = metadata_sm_->nr_blocks();
   s.metadata_blocks_free = metadata_sm_->nr_free();
   for (const auto& d : devices_) s.device_bytes += d->size();

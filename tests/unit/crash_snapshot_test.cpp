@@ -428,6 +428,7 @@ void run_workload(std::unique_ptr<Pool> pool, const Workload& w, Outcome& out) {
 PoolOptions test_options(bool read_only) {
   PoolOptions o;
   o.commit_interval = std::chrono::hours(24);  // commits only when the workload asks
+  o.early_commit = false;
   o.cache_bytes = 1 << 20;
   o.background_reclaim = false;
   o.read_only = read_only;

@@ -107,6 +107,7 @@ void run_workload(Pool& pool, std::uint64_t volume, const std::vector<Op>& ops, 
 PoolOptions quiet_options() {
   PoolOptions o;
   o.commit_interval = std::chrono::hours(24);  // commits only when the workload flushes
+  o.early_commit = false;
   o.cache_bytes = 1 << 20;
   return o;
 }

@@ -197,6 +197,47 @@ TEST_F(PoolFaultTest, FailedFlushDuringCommitTurnsThePoolReadOnlyForGood) {
   EXPECT_EQ(failed_commits, 2u) << "a commit on one device flushes twice";
 }
 
+// After more than Pool::prewrite_threshold of data, a commit first flushes the data while
+// writes go on (pool_commit.cpp). That flush failing is a failed commit like any other:
+// read-only for good, nothing of the commit written, the last commit intact.
+TEST_F(PoolFaultTest, FailedFlushBeforeACommitOfMuchDataTurnsThePoolReadOnly) {
+  ASSERT_NO_FATAL_FAILURE(write_committed_state());
+  const std::vector<std::byte> committed = model_;
+  const std::uint64_t generation = pool_->stats().generation;
+  // Each piece overwrites the whole origin: more data than the threshold, few blocks.
+  for (int n = 0; n < 2; ++n) ASSERT_NO_FATAL_FAILURE(write(0, pattern(origin_size, 10 + n)));
+  const std::vector<std::byte> latest = model_;
+  const std::uint64_t writes_before = device_->write_count();
+  device_->fail_nth(device_op::flush, 1, fault_repeat::once);
+  Status st = pool_->commit();
+  ASSERT_FALSE(st) << "the commit succeeded although its first flush failed";
+  EXPECT_EQ(st.code(), errc::io_error) << st.to_string();
+  EXPECT_EQ(device_->write_count(), writes_before) << "the commit wrote after a failed flush";
+  expect_sticky_failure(*pool_, origin_, *device_, latest);
+  pool_.reset();
+  CheckReport r = check();
+  EXPECT_TRUE(r.clean()) << problems_of(r);
+  EXPECT_EQ(r.generation, generation);
+  ASSERT_NO_FATAL_FAILURE(open());
+  EXPECT_TRUE(read_all() == committed) << "reopened pool lost or mixed committed data";
+}
+
+// The same writes without a fault: that commit flushes three times (one before it stops
+// writes, then its two phases), and a later commit of little data twice.
+TEST_F(PoolFaultTest, ACommitOfMuchDataFlushesOnceBeforeItsTwoPhases) {
+  ASSERT_NO_FATAL_FAILURE(write_committed_state());
+  for (int n = 0; n < 2; ++n) ASSERT_NO_FATAL_FAILURE(write(0, pattern(origin_size, 10 + n)));
+  std::uint64_t flushes = device_->flush_count();
+  ASSERT_TRUE(pool_->commit());
+  EXPECT_EQ(device_->flush_count() - flushes, 3u);
+  ASSERT_NO_FATAL_FAILURE(write(0, pattern(bs, 12)));
+  flushes = device_->flush_count();
+  ASSERT_TRUE(pool_->commit());
+  EXPECT_EQ(device_->flush_count() - flushes, 2u);
+  reopen();
+  EXPECT_TRUE(read_all() == model_);
+}
+
 // A FUA write whose data lands but whose commit fails is a commit failure too.
 TEST_F(PoolFaultTest, FailedCommitOfAFuaWriteTurnsThePoolReadOnly) {
   ASSERT_NO_FATAL_FAILURE(write_committed_state());

@@ -30,6 +30,7 @@ inline std::vector<std::byte> pattern(std::size_t n, std::uint64_t seed = 0) {
 inline PoolOptions quiet_options() {
   PoolOptions o;
   o.commit_interval = std::chrono::hours(24);
+  o.early_commit = false;
   return o;
 }
 
