@@ -264,6 +264,9 @@ void Pool::start_timer() {
         Status st = commit();
         if (!st) spdlog::error("background commit failed: {}", st.to_string());
       }
+      // Answered (a failed commit leaves the request set; a write still short of room
+      // asks again at its next allocation).
+      early_commit_requested_ = false;
       lock.lock();
     }
   });

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <ctime>
 #include <numeric>
 #include <random>
 #include <thread>
@@ -105,6 +106,31 @@ TEST_F(PoolCommitTimingTest, APoolWithRoomKeepsToTheInterval) {
   ASSERT_NO_FATAL_FAILURE(overwrite_distinct(origin_size / bs, 3));
   EXPECT_FALSE(commits_within(commits, std::chrono::seconds(1)));
   expect_model();
+}
+
+// An early commit that fails turns the pool read-only; the timer thread must then go
+// back to sleep, not wake again and again for a request no commit will ever clear.
+TEST_F(PoolCommitTimingTest, AFailedEarlyCommitLeavesTheTimerAsleep) {
+  ASSERT_NO_FATAL_FAILURE(format_and_open(tight_device, origin_size, early_options()));
+  const std::uint64_t free_after_fill = write_origin();
+  device_->fail_nth(device_op::flush, 1, fault_repeat::forever);
+  const std::uint64_t overwrites = free_after_fill * 2 / 3;
+  std::vector<std::uint64_t> blocks(origin_size / bs);
+  std::iota(blocks.begin(), blocks.end(), 0);
+  std::shuffle(blocks.begin(), blocks.end(), std::mt19937_64(4));
+  for (std::uint64_t i = 0; i < overwrites && !pool_->read_only(); ++i)
+    (void)pool_->write(origin_, blocks[i] * bs, pattern(bs, i), false);  // may fail once read-only
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!pool_->read_only() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_TRUE(pool_->read_only()) << "the early commit did not run (or did not fail)";
+  // Idle for a while: the process should use next to no CPU.
+  const std::clock_t cpu_before = std::clock();
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  const double cpu_ms = 1000.0 * static_cast<double>(std::clock() - cpu_before) / CLOCKS_PER_SEC;
+  EXPECT_LT(cpu_ms, 150.0) << "a thread kept running after the failed commit";
+  device_->clear_faults();
+  pool_.reset();
 }
 
 }  // namespace
