@@ -293,6 +293,8 @@ class Pool {
   Status remap(std::uint64_t volume, std::uint64_t first, const std::vector<std::uint64_t>& blocks,
                std::span<const std::byte> data);
   Status commit_if_needed(bool fua);
+  Result<bool> make_room(std::uint64_t commits_seen);
+  static constexpr int max_room_attempts = 4;  // allocations tried by one write
   struct RegionGuard {
     std::unique_lock<std::mutex> first, second;
   };

@@ -253,12 +253,15 @@ Status Pool::write_blocks(std::uint64_t volume, std::uint64_t first, std::span<c
       if (gate) gate->leave();
     }
   } pass;
+  bool committed = false;
   for (int attempt = 0;; ++attempt) {
     Status st = Status::ok();
+    std::uint64_t commits_seen = 0;
     write_gate_.enter();
     pass.gate = &write_gate_;
     {
       std::unique_lock meta(meta_mutex_);
+      commits_seen = commits_;
       st = ensure_metadata_headroom(count);
       if (st) {
         auto got = allocate_data(count);
@@ -272,9 +275,12 @@ Status Pool::write_blocks(std::uint64_t volume, std::uint64_t first, std::span<c
     pass.gate = nullptr;
     write_gate_.leave();
     // Space freed in the open transaction comes back at its commit (redirect-on-write
-    // needs room for the new copy before the old one goes): commit once, then retry.
-    if (st.code() != errc::no_space || attempt > 0) return st;
-    SNAPSTORE_RETURN_IF_ERROR(commit());
+    // needs room for the new copy before the old one goes): retry after a commit, at
+    // most once after one of this write's own.
+    if (st.code() != errc::no_space || committed || attempt >= max_room_attempts) return st;
+    auto made = make_room(commits_seen);
+    if (!made) return made.status();
+    committed = *made;
   }
   Status io = write_data_runs(blocks, data);
   if (!io) {
@@ -283,6 +289,22 @@ Status Pool::write_blocks(std::uint64_t volume, std::uint64_t first, std::span<c
     return io;
   }
   return remap(volume, first, blocks, data);
+}
+
+// A write found no room. Commits, unless a commit has completed since the write looked
+// (it waits for one in progress, such as an early commit, which usually gives back
+// plenty): then the write just tries again. Returns whether this call committed.
+Result<bool> Pool::make_room(std::uint64_t commits_seen) {
+  {
+    std::lock_guard commit_lock(commit_mutex_);
+    std::shared_lock meta(meta_mutex_);
+    if (commits_ != commits_seen) {
+      SNAPSTORE_RETURN_IF_ERROR(failure());
+      return false;
+    }
+  }
+  SNAPSTORE_RETURN_IF_ERROR(commit());
+  return true;
 }
 
 Status Pool::commit_if_needed(bool fua) {
