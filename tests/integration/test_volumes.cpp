@@ -54,13 +54,15 @@ Result<std::vector<Extent>> TestVolume::block_status(std::uint64_t offset, std::
 }
 
 bool TestVolume::has_peer(std::string_view other) const {
-  return peers_ && peers_->find(other) != nullptr;
+  auto peers = peers_.lock();
+  return peers && peers->find(other) != nullptr;
 }
 
 Result<std::vector<Extent>> TestVolume::changed_extents(std::string_view other,
                                                         std::uint64_t offset,
                                                         std::uint64_t length) {
-  VolumePtr peer = peers_ ? peers_->find(other) : nullptr;
+  auto peers = peers_.lock();
+  VolumePtr peer = peers ? peers->find(other) : nullptr;
   if (!peer) return not_found("no volume named '" + std::string(other) + "'");
   constexpr std::uint64_t page = MemoryVolume::page_size;
   const std::uint64_t end = offset + std::min<std::uint64_t>(length, max_changed_bytes);

@@ -61,7 +61,9 @@ class TestVolume final : public Volume {
 
  private:
   MemoryVolume memory_;
-  std::shared_ptr<PeerDirectory> peers_;
+  // Weak: the directory holds its volumes, so a strong pointer back would be a cycle
+  // (LeakSanitizer found it); whoever made the family keeps the directory.
+  std::weak_ptr<PeerDirectory> peers_;
   mutable std::mutex gate_mutex_;
   std::condition_variable gate_cv_;
   bool gate_open_ = true;
