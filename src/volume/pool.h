@@ -91,7 +91,7 @@ struct PoolOptions {
   std::uint64_t cache_bytes = 64ull << 20;
   std::chrono::milliseconds commit_interval{1000};
   // Commit in the background, before the interval is up, once overwrites have released
-  // more data blocks than are still free. false: commits only on the timer and where
+  // more data blocks than are still available. false: commits only on the timer and where
   // the caller asks (tests that count or place commits).
   bool early_commit = true;
   bool read_only = false;
@@ -327,12 +327,12 @@ class Pool {
   std::mutex commit_mutex_;
   WriteGate write_gate_;
   std::atomic<bool> dirty_{false};
-  // Data bytes written since the last commit began: above prewrite_threshold, a commit
-  // flushes the devices once before it stops writes (see sync()).
+  // Data bytes written since the last look: while above prewrite_threshold, a commit
+  // flushes the devices before it stops writes, up to max_prewrite_rounds (see sync()).
   std::atomic<std::uint64_t> data_bytes_since_commit_{0};
   static constexpr std::uint64_t prewrite_threshold = 4 << 20;
   static constexpr int max_prewrite_rounds = 3;
-  // Set when overwrites have released more data blocks than are still free: the timer
+  // Set when overwrites have released more data blocks than are still available: the timer
   // thread commits at once instead of waiting for its interval (or a writer for ENOSPC).
   std::atomic<bool> early_commit_requested_{false};
   std::atomic<std::uint64_t> flush_requests_{0};
