@@ -305,7 +305,8 @@ int Ctl::status() {
     const std::string failure = s.value("failure", "");
     out_ << "data:         " << format_size((data - data_free) * block) << " used of "
          << format_size(data * block) << " (" << data - data_free << " of " << data
-         << " blocks of " << block << " bytes)\n"
+         << " blocks of " << block << " bytes); "
+         << format_size(u64(s, "data_blocks_available") * block) << " available to writes\n"
          << "metadata:     " << meta - meta_free << " of " << meta << " blocks used\n"
          << "device:       " << format_size(u64(s, "device_bytes")) << ", "
          << format_size(u64(s, "unallocated_bytes")) << " not yet in chunks\n"

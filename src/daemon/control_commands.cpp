@@ -22,6 +22,7 @@ json pool_status(Pool& pool) {
           {"data_block_size", s.data_block_size},
           {"data_blocks", s.data_blocks},
           {"data_blocks_free", s.data_blocks_free},
+          {"data_blocks_available", s.data_blocks_available},
           {"metadata_blocks", s.metadata_blocks},
           {"metadata_blocks_free", s.metadata_blocks_free},
           {"device_bytes", s.device_bytes},

@@ -362,6 +362,10 @@ TEST_F(Snapshotctl, JsonOutputParsesForEveryCommand) {
   json status = ok({"--json", "status"}).json();
   EXPECT_TRUE(status["space"]["reclaim"].is_object()) << status.dump();
   EXPECT_EQ(status["space"].value("failure", "x"), "") << status.dump();
+  EXPECT_GE(status["space"].value("data_blocks_available", std::uint64_t{0}),
+            status["space"].value("data_blocks_free", std::uint64_t{0}))
+      << status.dump();
+  EXPECT_GT(status["space"].value("data_blocks_available", std::uint64_t{0}), 0u) << status.dump();
   json stats = ok({"--json", "stats"}).json();
   ASSERT_EQ(stats["volumes"].size(), 1u) << stats.dump();
   EXPECT_GE(stats["volumes"][0].value("writes", 0), 1) << stats.dump();
