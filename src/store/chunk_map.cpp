@@ -36,6 +36,9 @@ void ChunkMap::rebuild_index() {
     if (v.size() <= c.index) v.resize(c.index + 1, nullptr);
     v[c.index] = &c;
   }
+  unallocated_ = 0;
+  for (std::uint32_t d = 0; d < devices_.size(); ++d)
+    for (auto [a, b] : free_extents(d)) unallocated_ += (b - a) / chunk_size_ * chunk_size_;
 }
 
 std::uint64_t ChunkMap::space_bytes(space s) const {
@@ -111,10 +114,7 @@ Result<std::vector<Stripe>> ChunkMap::place(profile p) const {
 
 std::uint64_t ChunkMap::unallocated_bytes() const {
   std::shared_lock lock(mutex_);
-  std::uint64_t total = 0;
-  for (std::uint32_t d = 0; d < devices_.size(); ++d)
-    for (auto [a, b] : free_extents(d)) total += (b - a) / chunk_size_ * chunk_size_;
-  return total;
+  return unallocated_;
 }
 
 bool ChunkMap::can_allocate(profile p) const {
@@ -125,13 +125,8 @@ bool ChunkMap::can_allocate(profile p) const {
 Status ChunkMap::allocate_chunk(space s, profile p, std::uint64_t keep_free) {
   std::unique_lock lock(mutex_);
   if (chunks_.size() >= max_chunks) return no_space("the chunk map is full");
-  if (keep_free > 0) {
-    std::uint64_t total = 0;
-    for (std::uint32_t d = 0; d < devices_.size(); ++d)
-      for (auto [a, b] : free_extents(d)) total += (b - a) / chunk_size_ * chunk_size_;
-    if (total < keep_free + stripe_count(p) * chunk_size_)
-      return no_space("device space is kept for metadata");
-  }
+  if (keep_free > 0 && unallocated_ < keep_free + stripe_count(p) * chunk_size_)
+    return no_space("device space is kept for metadata");
   auto stripes = place(p);
   if (!stripes) return stripes.status();
   Chunk c{s, p, static_cast<std::uint32_t>(by_space_[space_slot(s)].size()), *stripes};

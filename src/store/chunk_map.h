@@ -95,10 +95,13 @@ class ChunkMap {
   mutable std::shared_mutex mutex_;
   std::vector<Chunk> chunks_;
   std::vector<const Chunk*> by_space_[2];  // index -> chunk, per space
+  // Whole chunk-sized pieces of device space no chunk holds (each stripe counted), kept
+  // with by_space_: pool writes ask for it on their allocation path.
+  std::uint64_t unallocated_ = 0;
   std::atomic<std::uint64_t> checksum_failures_{0}, repairs_{0}, unrecoverable_{0};
   bool repair_ = true;
 
-  void rebuild_index();
+  void rebuild_index();  // by_space_ and unallocated_, after chunks_ changed
 };
 
 // Number of stripes a profile keeps.
