@@ -45,11 +45,16 @@ class PoolCommitTimingTest : public PoolFixture {
     EXPECT_TRUE(pool_->commit());
     return pool_->stats().data_blocks_available;
   }
-  // Overwrites `n` distinct blocks of the origin, one write each, in random order.
-  void overwrite_distinct(std::uint64_t n, std::uint64_t seed) {
+  // Every block of the origin once, in an order drawn from `seed`.
+  static std::vector<std::uint64_t> shuffled_blocks(std::uint64_t seed) {
     std::vector<std::uint64_t> blocks(origin_size / bs);
     std::iota(blocks.begin(), blocks.end(), 0);
     std::shuffle(blocks.begin(), blocks.end(), std::mt19937_64(seed));
+    return blocks;
+  }
+  // Overwrites `n` distinct blocks of the origin, one write each, in random order.
+  void overwrite_distinct(std::uint64_t n, std::uint64_t seed) {
+    const std::vector<std::uint64_t> blocks = shuffled_blocks(seed);
     ASSERT_LE(n, blocks.size());
     for (std::uint64_t i = 0; i < n; ++i)
       ASSERT_NO_FATAL_FAILURE(write_model(blocks[i] * bs, pattern(bs, seed * 100000 + i)));
@@ -214,9 +219,7 @@ TEST_F(PoolCommitTimingTest, AFailedEarlyCommitLeavesTheTimerAsleep) {
   const std::uint64_t free_after_fill = write_origin();
   device_->fail_nth(device_op::flush, 1, fault_repeat::forever);
   const std::uint64_t overwrites = free_after_fill * 2 / 3;
-  std::vector<std::uint64_t> blocks(origin_size / bs);
-  std::iota(blocks.begin(), blocks.end(), 0);
-  std::shuffle(blocks.begin(), blocks.end(), std::mt19937_64(4));
+  const std::vector<std::uint64_t> blocks = shuffled_blocks(4);
   for (std::uint64_t i = 0; i < overwrites && !pool_->read_only(); ++i)
     (void)pool_->write(origin_, blocks[i] * bs, pattern(bs, i), false);  // may fail once read-only
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);

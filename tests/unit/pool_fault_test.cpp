@@ -74,6 +74,16 @@ class PoolFaultTest : public PoolFixture {
   void write(std::uint64_t offset, const std::vector<std::byte>& data) { write_model(offset, data); }
   void unmap(std::uint64_t offset, std::uint64_t length) { unmap_model(offset, length); }
   std::vector<std::byte> read_all() { return read_origin(0, origin_size); }
+  // Drops a pool whose commit failed (nothing more is written), then checks that the
+  // device holds the last commit intact: clean, at `generation`, with `committed`.
+  void expect_reopens_at(std::uint64_t generation, const std::vector<std::byte>& committed) {
+    pool_.reset();
+    CheckReport r = check();
+    EXPECT_TRUE(r.clean()) << problems_of(r);
+    EXPECT_EQ(r.generation, generation);
+    ASSERT_NO_FATAL_FAILURE(open());
+    EXPECT_TRUE(read_all() == committed) << "reopened pool lost or mixed committed data";
+  }
 
   // Old state: some data, committed. Then a newer, unflushed state on top of it.
   void write_committed_state() {
@@ -137,14 +147,9 @@ TEST_F(PoolFaultTest, FailedWriteDuringCommitTurnsThePoolReadOnlyForGood) {
     ++failed_commits;
     EXPECT_EQ(st.code(), errc::io_error) << st.to_string();
     expect_sticky_failure(*pool_, origin_, *device_, model_);
-    pool_.reset();
     // The failed commit left the last committed state intact.
-    CheckReport r = check();
-    EXPECT_TRUE(r.clean()) << problems_of(r);
-    EXPECT_EQ(r.generation, generation);
-    ASSERT_NO_FATAL_FAILURE(open());
+    ASSERT_NO_FATAL_FAILURE(expect_reopens_at(generation, committed));
     EXPECT_FALSE(pool_->read_only());
-    EXPECT_TRUE(read_all() == committed) << "reopened pool lost or mixed flushed data";
     // And it is writable again.
     model_ = committed;
     ASSERT_NO_FATAL_FAILURE(write(0, pattern(bs, 7)));
@@ -214,12 +219,7 @@ TEST_F(PoolFaultTest, FailedFlushBeforeACommitOfMuchDataTurnsThePoolReadOnly) {
   EXPECT_EQ(st.code(), errc::io_error) << st.to_string();
   EXPECT_EQ(device_->write_count(), writes_before) << "the commit wrote after a failed flush";
   expect_sticky_failure(*pool_, origin_, *device_, latest);
-  pool_.reset();
-  CheckReport r = check();
-  EXPECT_TRUE(r.clean()) << problems_of(r);
-  EXPECT_EQ(r.generation, generation);
-  ASSERT_NO_FATAL_FAILURE(open());
-  EXPECT_TRUE(read_all() == committed) << "reopened pool lost or mixed committed data";
+  ASSERT_NO_FATAL_FAILURE(expect_reopens_at(generation, committed));
 }
 
 // The same writes without a fault: that commit flushes three times (one before it stops
