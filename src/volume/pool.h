@@ -291,7 +291,7 @@ class Pool {
   Status write_blocks(std::uint64_t volume, std::uint64_t first, std::span<const std::byte> data);
   Status write_data_runs(const std::vector<std::uint64_t>& blocks, std::span<const std::byte> data);
   Status remap(std::uint64_t volume, std::uint64_t first, const std::vector<std::uint64_t>& blocks,
-               std::span<const std::byte> data);
+               std::span<const std::uint64_t> sums);
   Status commit_if_needed(bool fua);
   Result<bool> make_room(std::uint64_t commits_seen);
   static constexpr int max_room_attempts = 4;  // allocations tried by one write

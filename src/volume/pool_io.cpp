@@ -197,10 +197,8 @@ Status Pool::write_data_runs(const std::vector<std::uint64_t>& blocks,
 
 // Points blocks [first, ...) of the volume at the new data blocks and releases the old ones.
 Status Pool::remap(std::uint64_t volume, std::uint64_t first, const std::vector<std::uint64_t>& blocks,
-                   std::span<const std::byte> data) {
+                   std::span<const std::uint64_t> sums) {
   const std::uint32_t bs = superblock_.data_block_size;
-  std::vector<std::uint64_t> sums(blocks.size());
-  for (std::size_t i = 0; i < blocks.size(); ++i) sums[i] = data_checksum(data.subspan(i * bs, bs));
   std::unique_lock meta(meta_mutex_);
   auto v = volume_state(volume);
   Status usable = v ? Status::ok() : v.status();
@@ -243,9 +241,14 @@ Status Pool::map_blocks_locked(std::uint64_t volume, VolumeState& v, std::uint64
   return Status::ok();
 }
 
-// Writes whole blocks: allocate, write the data out of place, then switch the mapping.
+// Writes whole blocks: checksum them, allocate, write the data out of place, then switch
+// the mapping.
 Status Pool::write_blocks(std::uint64_t volume, std::uint64_t first, std::span<const std::byte> data) {
-  const std::size_t count = data.size() / superblock_.data_block_size;
+  const std::uint32_t bs = superblock_.data_block_size;
+  const std::size_t count = data.size() / bs;
+  // Checksums first, while the request's bytes are still in this core's cache.
+  std::vector<std::uint64_t> sums(count);
+  for (std::size_t i = 0; i < count; ++i) sums[i] = data_checksum(data.subspan(i * bs, bs));
   std::vector<std::uint64_t> blocks;
   struct GatePass {  // from taking the blocks until they are mapped (or given back)
     WriteGate* gate = nullptr;
@@ -288,7 +291,7 @@ Status Pool::write_blocks(std::uint64_t volume, std::uint64_t first, std::span<c
     (void)release_data(blocks);
     return io;
   }
-  return remap(volume, first, blocks, data);
+  return remap(volume, first, blocks, sums);
 }
 
 // A write found no room. Commits, unless a commit has completed since the write looked
