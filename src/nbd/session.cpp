@@ -146,7 +146,7 @@ void Session::send(const Reply& reply) {
 
 void Session::serve() {
   PageAlignedBytes payload;  // aligned: large writes go to the pool file with O_DIRECT
-  std::vector<std::byte> read_buffer;
+  PageAlignedBytes read_buffer;
   TransmissionContext ctx{*negotiated_.volume, negotiated_.structured_replies,
                           negotiated_.meta_contexts};
   ctx.read_buffer = &read_buffer;

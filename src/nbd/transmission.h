@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "nbd/handshake.h"
+#include "nbd/page_aligned.h"
 #include "nbd/request_parser.h"
 
 namespace snapstore::nbd {
@@ -45,8 +46,9 @@ struct TransmissionContext {
   const std::vector<MetaContext>& meta_contexts;
   std::uint32_t max_extents = 8192;  // descriptors per BLOCK_STATUS chunk
   // Where reads land: a buffer the caller reuses (the reply borrows it until sent), or
-  // nullptr for a fresh buffer per read owned by the reply.
-  std::vector<std::byte>* read_buffer = nullptr;
+  // nullptr for a fresh buffer per read owned by the reply. Page-aligned (and huge-page
+  // backed when large: page_aligned.h), like write payloads.
+  PageAlignedBytes* read_buffer = nullptr;
 };
 
 Reply execute(const TransmissionContext& ctx, const Request& request,
