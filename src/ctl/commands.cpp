@@ -303,6 +303,7 @@ int Ctl::status() {
     const json& copies = s.value("copies", json::object());
     const json& log = s.value("log", json::object());
     const std::string failure = s.value("failure", "");
+    const std::string ro_reason = s.value("read_only_reason", "");
     out_ << "data:         " << format_size((data - data_free) * block) << " used of "
          << format_size(data * block) << " (" << data - data_free << " of " << data
          << " blocks of " << block << " bytes); "
@@ -327,9 +328,13 @@ int Ctl::status() {
          << u64(copies, "repairs") << " repaired, " << u64(copies, "unrecoverable")
          << " unrecoverable\n"
          << "state:        "
-         << (failure.empty() ? (s.value("read_only", false) ? "read-only" : "read-write")
-                             : "READ-ONLY after a failure: " + failure)
+         << (!failure.empty()     ? "READ-ONLY after a failure: " + failure
+             : !ro_reason.empty() ? "READ-ONLY: " + ro_reason
+             : s.value("read_only", false) ? "read-only"
+                                           : "read-write")
          << '\n';
+    for (const json& p : s.value("damage_found_at_open", json::array()))
+      out_ << "damage:       " << p.get<std::string>() << '\n';
   }
   std::vector<Row> rows;
   for (const json& v : volumes_of(*r))

@@ -42,7 +42,9 @@ json pool_status(Pool& pool) {
           {"reclaim", {{"pending_volumes", s.reclaim_pending_volumes},
                        {"pending_blocks", s.reclaim_pending_blocks},
                        {"released_blocks", s.reclaim_released_blocks}}},
-          {"failure", s.failure}};
+          {"failure", s.failure},
+          {"read_only_reason", s.read_only_reason},
+          {"damage_found_at_open", s.open_problems}};
 }
 
 Result<json> status(ControlContext& c, const json& args) {

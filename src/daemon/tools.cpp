@@ -146,7 +146,8 @@ int check_command(int argc, const char* const* argv) {
                       {"data_blocks_used", r.data_blocks_used},
                       {"metadata_blocks_used", r.metadata_blocks_used},
                       {"notes", r.notes},
-                      {"problems", r.problems}}
+                      {"problems", r.problems},
+                      {"crash_explainable_problems", r.crash_explainable}}
                      .dump(2)
               << "\n";
   } else {
@@ -157,7 +158,9 @@ int check_command(int argc, const char* const* argv) {
                 (unsigned long long)r.tree_nodes, (unsigned long long)r.mapped_blocks,
                 (unsigned long long)r.data_blocks_used, (unsigned long long)r.metadata_blocks_used);
     for (const auto& p : r.problems) std::printf("problem: %s\n", p.c_str());
-    std::printf("%s\n", r.clean() ? "clean" : (std::to_string(r.problems.size()) + " problems").c_str());
+    for (const auto& p : r.crash_explainable) std::printf("problem: %s\n", p.c_str());
+    const std::size_t n = r.problems.size() + r.crash_explainable.size();
+    std::printf("%s\n", r.clean() ? "clean" : (std::to_string(n) + " problems").c_str());
   }
   return r.clean() ? 0 : 1;
 }
@@ -220,6 +223,8 @@ int dump_command(int argc, const char* const* argv) {
            {"reclaim_pending_volumes", s.reclaim_pending_volumes},
            {"reclaim_pending_blocks", s.reclaim_pending_blocks},
            {"intent_log_records", s.log_replayed},
+           {"read_only_reason", s.read_only_reason},
+           {"damage_found_at_open", s.open_problems},
            {"chunks", chunks}};
   if (as_json) {
     std::cout << out.dump(2) << "\n";
@@ -237,6 +242,8 @@ int dump_command(int argc, const char* const* argv) {
   std::printf("metadata: %llu of %llu blocks in use (%s profile)\n",
               (unsigned long long)(s.metadata_blocks - s.metadata_blocks_free),
               (unsigned long long)s.metadata_blocks, std::string(profile_name(sb.metadata_profile)).c_str());
+  if (!s.read_only_reason.empty()) std::printf("READ-ONLY: %s\n", s.read_only_reason.c_str());
+  for (const auto& p : s.open_problems) std::printf("damage: %s\n", p.c_str());
   if (s.log_replayed > 0)
     std::printf("intent log: %llu records after generation %llu (shown applied; a writable open "
                 "commits them)\n",

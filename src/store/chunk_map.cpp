@@ -23,8 +23,11 @@ std::size_t stripe_count(profile p) {
 }
 
 ChunkMap::ChunkMap(std::vector<BlockDevicePtr> devices, std::uint64_t chunk_size,
-                   std::vector<Chunk> chunks)
-    : devices_(std::move(devices)), chunk_size_(chunk_size), chunks_(std::move(chunks)) {
+                   std::vector<Chunk> chunks, std::uint64_t reserved_bytes)
+    : devices_(std::move(devices)),
+      chunk_size_(chunk_size),
+      reserved_bytes_(reserved_bytes),
+      chunks_(std::move(chunks)) {
   chunks_.reserve(max_chunks);  // pointers in by_space_ stay valid as chunks are added
   rebuild_index();
 }
@@ -68,7 +71,7 @@ std::vector<std::pair<std::uint64_t, std::uint64_t>> ChunkMap::free_extents(
       if (s.device == device) used.emplace_back(s.offset, s.offset + chunk_size_);
   std::sort(used.begin(), used.end());
   std::vector<std::pair<std::uint64_t, std::uint64_t>> free;
-  std::uint64_t pos = device_reserved_bytes;
+  std::uint64_t pos = reserved_bytes_;
   const std::uint64_t end = devices_[device]->size();
   for (auto [start, stop] : used) {
     if (start > pos) free.emplace_back(pos, start);

@@ -11,8 +11,8 @@
 //
 // Invariants:
 //  1. Chunks of one space have indexes 0..n-1 with no gap; a space only grows.
-//  2. Stripes never overlap each other, the first device_reserved_bytes of a device
-//     (superblock slots), or the device end.
+//  2. Stripes never overlap each other, the reserved area at the start of a device
+//     (superblock copies and the intent log: superblock.h), or the device end.
 //  3. A read verifies each copy with the caller's check; the first good copy is returned
 //     and written back over every copy that failed (self-healing); if no copy passes, the
 //     result is corruption (or io_error), never unverified bytes.
@@ -39,8 +39,9 @@ class ChunkMap {
  public:
   using Verifier = std::function<bool(std::span<const std::byte>)>;
 
-  ChunkMap(std::vector<BlockDevicePtr> devices, std::uint64_t chunk_size,
-           std::vector<Chunk> chunks);
+  // reserved_bytes: the area at the start of every device that chunks leave alone.
+  ChunkMap(std::vector<BlockDevicePtr> devices, std::uint64_t chunk_size, std::vector<Chunk> chunks,
+           std::uint64_t reserved_bytes);
 
   std::uint64_t chunk_size() const { return chunk_size_; }
   std::uint64_t space_bytes(space s) const;
@@ -92,6 +93,7 @@ class ChunkMap {
 
   std::vector<BlockDevicePtr> devices_;
   std::uint64_t chunk_size_;
+  std::uint64_t reserved_bytes_;
   mutable std::shared_mutex mutex_;
   std::vector<Chunk> chunks_;
   std::vector<const Chunk*> by_space_[2];  // index -> chunk, per space

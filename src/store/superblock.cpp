@@ -46,6 +46,24 @@ void put_chunk(std::byte* p, const Chunk& c) {
 
 bool valid_profile(std::uint8_t v) { return v >= 1 && v <= 4; }
 
+// Format 1 kept the intent log in [128 KiB, 1 MiB): two copies on a pool of one device
+// whose metadata keeps two copies, else one.
+void set_format1_geometry(Superblock& sb, std::uint32_t device_count) {
+  sb.reserved_bytes = device_reserved_bytes;
+  sb.log_copies = device_count == 1 && sb.metadata_profile != profile::single ? 2 : 1;
+  sb.log_copy_bytes = (device_reserved_bytes - intent_log_offset) / sb.log_copies / 512 * 512;
+}
+
+bool geometry_valid(const Superblock& sb) {
+  if (sb.reserved_bytes < device_reserved_bytes || sb.reserved_bytes > max_reserved_bytes ||
+      sb.reserved_bytes % device_reserved_bytes != 0)
+    return false;
+  if (sb.log_copies < 1 || sb.log_copies > 2 || sb.log_copy_bytes < (64 << 10) ||
+      sb.log_copy_bytes % 4096 != 0)
+    return false;
+  return intent_log_offset + sb.log_copies * sb.log_copy_bytes <= sb.reserved_bytes - superblock_ring_bytes;
+}
+
 Result<Chunk> get_chunk(const std::byte* p, std::size_t device_count) {
   Chunk c;
   auto kind = std::to_integer<std::uint8_t>(p[0]);
@@ -129,6 +147,11 @@ Status encode_superblock_into(const Superblock& sb, std::span<std::byte> out) {
   put_pointer(p + 168, sb.data_sm_index);
   put_pointer(p + 192, sb.reclaim_list);
   store_le32(p + 216, static_cast<std::uint32_t>(sb.metadata_sm_index.size()));
+  if (sb.version >= 2) {
+    store_le64(p + 224, sb.reserved_bytes);
+    store_le64(p + 232, sb.log_copy_bytes);
+    store_le32(p + 240, sb.log_copies);
+  }
   for (std::size_t i = 0; i < sb.devices.size(); ++i) {
     std::byte* d = p + device_table_offset + i * device_entry_size;
     std::memcpy(d, sb.devices[i].uuid.data(), 16);
@@ -160,8 +183,10 @@ Result<Superblock> decode_superblock(std::span<const std::byte> bytes, std::uint
     return not_supported("pool format version " + std::to_string(sb.version) +
                          " is newer than this snapstored understands (" +
                          std::to_string(format_version) + "); upgrade snapstored");
-  if (sb.version != format_version)
+  if (sb.version < oldest_format_version)
     return corruption("unknown pool format version " + std::to_string(sb.version));
+  if (slot >= (sb.version == 1 ? 2u : 4u))
+    return corruption("superblock slot number is out of range for its format");
   sb.generation = load_le64(p + 24);
   sb.incompat_features = load_le64(p + 32);
   sb.ro_compat_features = load_le64(p + 40);
@@ -194,6 +219,14 @@ Result<Superblock> decode_superblock(std::span<const std::byte> bytes, std::uint
     return corruption("superblock holds values out of range");
   sb.metadata_profile = static_cast<profile>(mprof);
   sb.data_profile = static_cast<profile>(dprof);
+  if (sb.version == 1) {
+    set_format1_geometry(sb, device_count);
+  } else {
+    sb.reserved_bytes = load_le64(p + 224);
+    sb.log_copy_bytes = load_le64(p + 232);
+    sb.log_copies = load_le32(p + 240);
+    if (!geometry_valid(sb)) return corruption("superblock holds an impossible device layout");
+  }
   for (std::uint32_t i = 0; i < device_count; ++i) {
     const std::byte* d = p + device_table_offset + i * device_entry_size;
     DeviceEntry e;

@@ -65,11 +65,10 @@ std::optional<std::vector<LogEntry>> parse_entries(std::span<const std::byte> by
 
 }  // namespace
 
-LogLayout LogLayout::for_pool(std::size_t device_count, profile metadata_profile) {
+LogLayout LogLayout::for_superblock(const Superblock& sb) {
   LogLayout l;
-  l.copies_per_device = device_count == 1 && stripe_count(metadata_profile) >= 2 ? 2 : 1;
-  l.copy_bytes = (device_reserved_bytes - intent_log_offset) / l.copies_per_device /
-                 log_sector_size * log_sector_size;
+  l.copies_per_device = sb.log_copies;
+  l.copy_bytes = sb.log_copy_bytes;
   return l;
 }
 

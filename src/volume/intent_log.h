@@ -8,9 +8,9 @@
 // written before it and the record become durable together. Opening the pool replays the
 // records of the last commit on top of it (pool_log.cpp).
 //
-// Where: bytes [intent_log_offset, device_reserved_bytes) of every device (896 KiB),
-// split into copies_per_device equal copies: two on a pool of one device whose metadata
-// profile keeps two copies (dup), else one per device. Every copy holds the same records
+// Where: the superblock's log geometry, from intent_log_offset on every device, in
+// copies_per_device equal copies: two on a pool of one device whose metadata profile
+// keeps two copies (dup), else one per device. Every copy holds the same records
 // at the same positions.
 //
 // Record (little-endian, padded with zeroes to a multiple of 512 bytes, starting at a
@@ -60,7 +60,7 @@ inline constexpr std::size_t log_header_size = 64;
 struct LogLayout {
   std::uint32_t copies_per_device = 1;
   std::uint64_t copy_bytes = 0;
-  static LogLayout for_pool(std::size_t device_count, profile metadata_profile);
+  static LogLayout for_superblock(const Superblock& sb);
   std::uint64_t copy_offset(std::uint32_t copy) const { return intent_log_offset + copy * copy_bytes; }
 };
 

@@ -50,6 +50,7 @@
 #include <thread>
 
 #include "btree/data_space_map.h"
+#include "store/superblock_set.h"
 #include "volume/intent_log.h"
 #include "snapstore/volume.h"
 #include "volume/volume_record.h"
@@ -114,6 +115,12 @@ struct PoolStats {
   std::uint64_t log_bytes = 0;     // bytes of those records (one copy)
   std::uint64_t log_replayed = 0;  // records replayed when the pool was opened
   std::string failure;  // empty unless the pool turned read-only after a failed commit
+  // Why the pool was opened read-only although a writable open was asked for (damage
+  // found at open), or empty.
+  std::string read_only_reason;
+  // What the open found damaged (superblock copies, intent log records), in words; the
+  // pool repaired what it could (a writable open rewrites bad superblock copies at once).
+  std::vector<std::string> open_problems;
   // Background reclaim of deleted volumes (and of trees replaced by a rollback).
   std::uint64_t reclaim_pending_volumes = 0;  // trees not yet fully released
   std::uint64_t reclaim_pending_blocks = 0;   // mapped blocks those trees still name (upper bound)
@@ -226,6 +233,9 @@ class Pool {
  private:
   Pool(std::vector<BlockDevicePtr> devices, PoolOptions options);
   Status load(const Superblock& sb);
+  void take_superblock_scan(const SuperblockScan& scan);
+  void upgrade_format();
+  Status rewrite_superblocks();
   Status init_fresh(const Superblock& sb, const FormatOptions& options);
   void start_timer();
   void request_early_commit_if_short();  // metadata lock held exclusively
@@ -353,10 +363,9 @@ class Pool {
   mutable std::mutex failure_mutex_;
   Status failure_;
   std::array<std::mutex, 64> region_locks_;
-  std::vector<std::byte> superblock_buffer_;  // commit's encoding buffer (commit_mutex_)
-  // What this process last wrote to each device's slots (device * 2 + slot); empty until
-  // the first write. A commit writes only the pages that differ.
-  std::vector<std::vector<std::byte>> slot_images_;
+  std::unique_ptr<SuperblockWriter> sb_writer_;  // used under commit_mutex_
+  std::vector<std::string> open_problems_;        // constant after open
+  std::string read_only_reason_;                  // constant after open
 
   std::mutex timer_mutex_;
   std::condition_variable timer_cv_;

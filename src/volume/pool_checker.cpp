@@ -5,6 +5,7 @@
 #include <map>
 
 #include "btree/data_space_map.h"
+#include "store/superblock_set.h"
 #include "btree/tree_walker.h"
 #include "volume/intent_log.h"
 #include "volume/volume_record.h"
@@ -12,28 +13,6 @@
 namespace snapstore {
 
 namespace {
-
-struct SlotScan {
-  std::optional<Superblock> best;
-};
-
-SlotScan scan_slots(BlockDevice& device, CheckReport& report) {
-  SlotScan scan;
-  std::vector<std::byte> bytes(superblock_size);
-  for (std::uint32_t slot = 0; slot < 2; ++slot) {
-    Status io = device.read(superblock_slot_offset[slot], bytes);
-    auto sb = io ? decode_superblock(bytes, slot) : Result<Superblock>(io);
-    if (!sb) {
-      report.notes.push_back(device.name() + ": superblock slot " + std::to_string(slot) +
-                             ": " + sb.status().message());
-      continue;
-    }
-    report.notes.push_back(device.name() + ": superblock slot " + std::to_string(slot) +
-                           ": generation " + std::to_string(sb->generation));
-    if (!scan.best || sb->generation > scan.best->generation) scan.best = std::move(sb).value();
-  }
-  return scan;
-}
 
 void check_chunk_map(const Superblock& sb, const std::vector<BlockDevicePtr>& devices,
                      CheckReport& report) {
@@ -44,7 +23,7 @@ void check_chunk_map(const Superblock& sb, const std::vector<BlockDevicePtr>& de
     if (c.stripes.size() != stripe_count(c.layout))
       report.problems.push_back("chunk map: a chunk has the wrong number of stripes for its profile");
     for (const Stripe& s : c.stripes) {
-      if (s.offset < device_reserved_bytes || s.offset % sb.chunk_size % 4096 != 0 ||
+      if (s.offset < sb.reserved_bytes || s.offset % sb.chunk_size % 4096 != 0 ||
           s.offset + sb.chunk_size > devices[s.device]->size())
         report.problems.push_back("chunk map: stripe at " + std::to_string(s.offset) +
                                   " lies outside the usable part of device " +
@@ -76,7 +55,7 @@ class Checker {
         devices_(devices),
         options_(o),
         report_(report),
-        chunks_(devices, sb.chunk_size, sb.chunks),
+        chunks_(devices, sb.chunk_size, sb.chunks, sb.reserved_bytes),
         blocks_(chunks_, 16ull << 20),
         nr_metadata_(chunks_.space_bytes(space::metadata) / metadata_block_size),
         nr_data_(chunks_.space_bytes(space::data) / sb.data_block_size),
@@ -127,8 +106,9 @@ class Checker {
   void check_space_map_pages() {
     for (std::size_t i = 0; i < sb_.metadata_sm_index.size(); ++i)
       ++metadata_refs_[sb_.metadata_sm_index[i].block];
+    const std::size_t problems_before = report_.problems.size();
     for (const SmIndexPointer& ip : sb_.metadata_sm_index) (void)read_block({ip.block, ip.checksum, 0});
-    if (!report_.problems.empty()) return;  // damaged index pages: counts cannot be trusted
+    if (report_.problems.size() != problems_before) return;  // damaged index pages: counts cannot be trusted
     auto sm = MetadataSpaceMap::load(blocks_, sb_.metadata_sm_index, nr_metadata_);
     if (!sm) {
       report_.problems.push_back("metadata space map: " + sm.status().message());
@@ -279,7 +259,7 @@ class Checker {
   // (a flush that never completed): noted, not a problem, as open then drops it.
   void check_intent_log() {
     if (!(sb_.incompat_features & incompat_intent_log)) return;
-    const LogLayout layout = LogLayout::for_pool(devices_.size(), sb_.metadata_profile);
+    const LogLayout layout = LogLayout::for_superblock(sb_);
     auto records = read_intent_log(devices_, layout, sb_.pool_uuid, sb_.generation);
     if (!records) {
       report_.problems.push_back("intent log: " + records.status().message());
@@ -352,6 +332,18 @@ class Checker {
   TreeWalker walker_;
 };
 
+// Every copy that does not hold what it should is a problem; those a crash in the middle of
+// a commit also explains are kept apart (a writable open rewrites them).
+void report_superblocks(const SuperblockScan& scan, CheckReport& report) {
+  for (const SuperblockCopy& c : scan.copies)
+    if (c.state == copy_state::valid)
+      report.notes.push_back("superblock copy at " + c.describe() + ": commit " + std::to_string(c.generation) +
+                             (c.version < format_version ? " (format " + std::to_string(c.version) + ")" : ""));
+  for (const CopyProblem& p : scan.problems)
+    (p.maybe_torn ? report.crash_explainable : report.problems).push_back(p.what);
+  if (!scan.newer_commit_lost.empty()) report.problems.push_back(scan.newer_commit_lost);
+}
+
 }  // namespace
 
 CheckReport check_pool(const std::vector<BlockDevicePtr>& devices, const CheckOptions& options) {
@@ -360,26 +352,28 @@ CheckReport check_pool(const std::vector<BlockDevicePtr>& devices, const CheckOp
     report.problems.push_back("no devices given");
     return report;
   }
-  SlotScan scan = scan_slots(*devices[0], report);
-  if (!scan.best) {
-    report.problems.push_back(devices[0]->name() + ": no valid superblock; not a pool, or both slots are damaged");
+  auto scan = read_superblocks(devices);
+  if (!scan) {
+    report.problems.push_back(scan.status().message());
     return report;
   }
-  const Superblock& sb = *scan.best;
+  report_superblocks(*scan, report);
+  const Superblock& sb = scan->newest;
   report.generation = sb.generation;
   if (sb.devices.size() != devices.size()) {
     report.problems.push_back("the pool has " + std::to_string(sb.devices.size()) +
                               " devices; " + std::to_string(devices.size()) + " were given");
     return report;
   }
+  const std::size_t problems_before = report.problems.size();
   for (std::size_t i = 0; i < devices.size(); ++i)
     if (devices[i]->size() < sb.devices[i].size)
       report.problems.push_back(devices[i]->name() + " holds " + std::to_string(devices[i]->size()) +
                                 " bytes; the pool expects " + std::to_string(sb.devices[i].size) +
                                 " (truncated?)");
-  if (!report.problems.empty()) return report;
+  if (report.problems.size() != problems_before) return report;
   check_chunk_map(sb, devices, report);
-  if (!report.problems.empty()) return report;
+  if (report.problems.size() != problems_before) return report;
   Checker(devices, sb, options, report).run();
   return report;
 }

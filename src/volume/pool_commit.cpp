@@ -75,13 +75,9 @@ Status Pool::sync(bool full) {
   return st;
 }
 
-// Writes slot gen % 2 on every device. superblock_ takes the new roots here (a failure
-// after this point turns the pool read-only, so nothing reads them before they are
-// durable). Only the used prefix of a slot can be non-zero (superblock.h, invariant 4),
-// and of that only the 4 KiB pages that differ from what this process last wrote to the
-// same slot are written: usually the first page alone (generation, roots, checksum). The
-// pages left alone hold exactly those bytes already, durable since the commit that wrote
-// them, so the slot on disk is the new encoding whether or not the write is torn.
+// Writes the commit's superblock copies (SuperblockWriter: ring A on every device, flush,
+// ring B, flush). superblock_ takes the new roots here (a failure after this point turns
+// the pool read-only, so nothing reads them before they are durable).
 Status Pool::write_superblocks(std::uint64_t gen, const BlockPointer& volume_table,
                                const BlockPointer& data_sm_index,
                                std::vector<SmIndexPointer> metadata_sm_index) {
@@ -91,46 +87,7 @@ Status Pool::write_superblocks(std::uint64_t gen, const BlockPointer& volume_tab
   sb.data_sm_index = data_sm_index;
   sb.metadata_sm_index = std::move(metadata_sm_index);
   if (chunks_->chunk_count() != sb.chunks.size()) sb.chunks = chunks_->chunks();
-  const std::uint32_t slot = static_cast<std::uint32_t>(gen % 2);
-  // The per-device fields are filled in for each device's copy, then put back.
-  const std::uint32_t saved_slot = sb.slot, saved_index = sb.device_index;
-  const Uuid saved_uuid = sb.device_uuid;
-  const std::uint64_t saved_size = sb.device_size;
-  superblock_buffer_.resize(superblock_size);
-  slot_images_.resize(devices_.size() * 2);
-  const std::size_t used = superblock_used_bytes(sb);
-  constexpr std::size_t page = 4096;
-  Status st = Status::ok();
-  for (std::uint32_t d = 0; st && d < devices_.size(); ++d) {
-    sb.slot = slot;
-    sb.device_index = d;
-    sb.device_uuid = sb.devices[d].uuid;
-    sb.device_size = devices_[d]->size();
-    st = encode_superblock_into(sb, superblock_buffer_);
-    std::vector<std::byte>& image = slot_images_[d * 2 + slot];  // empty: not known
-    for (std::size_t from = 0; st && from < used;) {
-      auto differs = [&](std::size_t at) {
-        return image.empty() ||
-               std::memcmp(image.data() + at, superblock_buffer_.data() + at, page) != 0;
-      };
-      if (!differs(from)) {
-        from += page;
-        continue;
-      }
-      std::size_t to = from + page;
-      while (to < used && differs(to)) to += page;
-      st = devices_[d]->write(superblock_slot_offset[slot] + from,
-                              std::span(superblock_buffer_).subspan(from, to - from));
-      from = to;
-    }
-    if (st) std::swap(image, superblock_buffer_);
-    superblock_buffer_.resize(superblock_size);
-  }
-  sb.slot = saved_slot;
-  sb.device_index = saved_index;
-  sb.device_uuid = saved_uuid;
-  sb.device_size = saved_size;
-  return st;
+  return sb_writer_->write(sb);
 }
 
 Status Pool::commit_locked() {
@@ -162,10 +119,9 @@ Status Pool::commit_locked() {
   // Phase 1: every block of the transaction, then a flush.
   if (Status w = blocks_->write_dirty(); !w) return fail(w);
   if (Status f = chunks_->flush(); !f) return fail(f);
-  // Phase 2: the superblock that names it all, then a flush.
+  // Phase 2: the superblock copies that name it all, each ring flushed.
   if (Status w = write_superblocks(gen, *vt_root, *dsm_root, std::move(*msm_index)); !w)
     return fail(w);
-  if (Status f = chunks_->flush(); !f) return fail(f);
   // Committed: what this transaction freed may now be reused.
   volume_table_root_ = *vt_root;
   for (std::uint64_t id : dirty_volumes_) volumes_.at(id).dirty = false;

@@ -13,7 +13,8 @@ constexpr std::uint64_t blocks_per_region = 256;
 }  // namespace
 
 Status Pool::check_writable() const {
-  if (options_.read_only) return read_only_error("the pool is open read-only");
+  if (options_.read_only)
+    return read_only_error(read_only_reason_.empty() ? "the pool is open read-only" : read_only_reason_);
   return failure();
 }
 

@@ -33,29 +33,17 @@ std::uint64_t now_ns() {
                                         .count());
 }
 
-// Reads both slots of a device; the valid one with the highest generation wins.
-Result<Superblock> read_superblock(BlockDevice& device) {
-  std::vector<std::byte> bytes(superblock_size);
-  std::optional<Superblock> best;
-  Status first_error;
-  bool foreign = true;
-  for (std::uint32_t slot = 0; slot < 2; ++slot) {
-    if (device.size() < superblock_slot_offset[slot] + superblock_size) break;
-    Status io = device.read(superblock_slot_offset[slot], bytes);
-    if (!io) return io;
-    auto sb = decode_superblock(bytes, slot);
-    if (!sb) {
-      if (sb.status().code() != errc::invalid_argument) foreign = false;
-      if (sb.status().code() == errc::not_supported) return sb.status();
-      if (first_error.is_ok()) first_error = sb.status();
-      continue;
-    }
-    foreign = false;
-    if (!best || sb->generation > best->generation) best = std::move(sb).value();
-  }
-  if (best) return *best;
-  if (foreign) return invalid_argument(device.name() + " is not a snapstore pool");
-  return corruption(device.name() + ": no valid superblock (" + first_error.message() + ")");
+// The reserved area of a new pool: ring A, the intent log's copies, ring B (superblock.h).
+// Every acknowledged write appends to the log (pool_log.cpp), and a full log forces a
+// commit, so the log gets about 1/256 of the devices: at least 384 KiB and at most 8 MiB a
+// copy (8 MiB holds about a second of 4 KiB writes at 100,000 a second).
+void set_format2_geometry(Superblock& sb, std::uint64_t total, std::size_t devices) {
+  sb.version = format_version;
+  sb.log_copies = devices == 1 && sb.metadata_profile != profile::single ? 2 : 1;
+  const std::uint64_t target = std::clamp<std::uint64_t>(total / 256 / 65536 * 65536, 384 << 10, 8 << 20);
+  const std::uint64_t need = 2 * superblock_ring_bytes + sb.log_copies * target;
+  sb.reserved_bytes = (need + device_reserved_bytes - 1) / device_reserved_bytes * device_reserved_bytes;
+  sb.log_copy_bytes = (sb.reserved_bytes - 2 * superblock_ring_bytes) / sb.log_copies / 4096 * 4096;
 }
 
 // The metadata reserve of a space of `nr` blocks: blocks only commits and unmaps may take
@@ -117,10 +105,12 @@ Status Pool::format(const std::vector<BlockDevicePtr>& devices, const FormatOpti
   sb.data_profile = options.data_profile;
   sb.created = now_ns() / 1000000000;
   sb.incompat_features = incompat_intent_log;
+  set_format2_geometry(sb, total, devices.size());
   const std::vector<std::byte> zeroes(superblock_size);
   for (const auto& d : devices)  // an old pool's superblocks must not outlive the format
-    for (std::uint64_t slot_offset : superblock_slot_offset)
-      SNAPSTORE_RETURN_IF_ERROR(d->write(slot_offset, zeroes));
+    for (ring r : {ring::a, ring::b})
+      for (std::uint32_t parity = 0; parity < 2; ++parity)
+        SNAPSTORE_RETURN_IF_ERROR(d->write(slot_offset(r, parity, sb.reserved_bytes), zeroes));
   Pool pool(devices, PoolOptions{});
   FormatOptions resolved = options;
   if (resolved.origin_size == 0) resolved.origin_size = origin_size_for_devices(total);
@@ -134,25 +124,29 @@ Status Pool::format(const std::vector<BlockDevicePtr>& devices, const FormatOpti
 Result<std::unique_ptr<Pool>> Pool::open(std::vector<BlockDevicePtr> devices,
                                          const PoolOptions& options) {
   if (devices.empty()) return invalid_argument("no devices");
-  auto sb = read_superblock(*devices[0]);
-  if (!sb) return sb.status();
-  if (sb->devices.size() != devices.size())
-    return invalid_argument("the pool has " + std::to_string(sb->devices.size()) +
+  auto scan = read_superblocks(devices);
+  if (!scan) return scan.status();
+  const Superblock& sb = scan->newest;
+  if (sb.devices.size() != devices.size())
+    return invalid_argument("the pool has " + std::to_string(sb.devices.size()) +
                             " devices; " + std::to_string(devices.size()) + " were given");
   for (std::size_t i = 0; i < devices.size(); ++i)
-    if (devices[i]->size() < sb->devices[i].size)
+    if (devices[i]->size() < sb.devices[i].size)
       return corruption(devices[i]->name() + " is smaller than the pool expects (truncated?)");
   PoolOptions opts = options;
-  if (sb->ro_compat_features & ~known_ro_compat_features) {
+  if (sb.ro_compat_features & ~known_ro_compat_features) {
     spdlog::warn("pool has features this snapstored can only read; opening read-only");
     opts.read_only = true;
   }
   std::unique_ptr<Pool> pool(new Pool(std::move(devices), opts));
-  SNAPSTORE_RETURN_IF_ERROR(pool->load(*sb));
+  pool->take_superblock_scan(*scan);
+  SNAPSTORE_RETURN_IF_ERROR(pool->load(sb));
   SNAPSTORE_RETURN_IF_ERROR(pool->replay_log());
-  if (!opts.read_only) {
-    // Replayed records become part of a commit before anything new is written.
-    if (pool->log_replayed_ > 0) SNAPSTORE_RETURN_IF_ERROR(pool->commit());
+  if (!pool->options_.read_only) {
+    // Replayed records become part of a commit before anything new is written; damaged
+    // or old-format superblock copies are rewritten whole, both pairs of slots.
+    if (scan->needs_rewrite) SNAPSTORE_RETURN_IF_ERROR(pool->rewrite_superblocks());
+    else if (pool->log_replayed_ > 0) SNAPSTORE_RETURN_IF_ERROR(pool->commit());
     pool->start_timer();
     if (opts.background_reclaim)
       pool->reclaim_ = std::thread([p = pool.get()] { p->reclaim_loop(); });
@@ -160,10 +154,56 @@ Result<std::unique_ptr<Pool>> Pool::open(std::vector<BlockDevicePtr> devices,
   return pool;
 }
 
+// Logs what the scan found wrong with the superblock copies and keeps it for status. A
+// commit newer than the one found may be lost on every copy: the pool is opened read-only
+// (superblock_set.h, rule 3), so that nothing is written over what may be left of it and
+// nobody mistakes the older state for the newest.
+void Pool::take_superblock_scan(const SuperblockScan& scan) {
+  const std::string& name = devices_[0]->name();
+  for (const CopyProblem& p : scan.problems) {
+    spdlog::warn("{}: {}; the next commit rewrites it", name, p.what);
+    open_problems_.push_back(p.what);
+  }
+  if (scan.newest.version < format_version)
+    spdlog::info("{}: format {} pool: the first commit upgrades it to format {}", name, scan.newest.version,
+                 format_version);
+  if (!scan.newer_commit_lost.empty()) {
+    read_only_reason_ = scan.newer_commit_lost +
+                        "; opened read-only at commit " + std::to_string(scan.newest.generation) +
+                        " (copy the data out, or run `snapstored repair` to go on from this commit)";
+    spdlog::error("{}: {}", name, read_only_reason_);
+    open_problems_.push_back(scan.newer_commit_lost);
+    options_.read_only = true;
+  }
+}
+
+// A format 1 pool takes format 2 here: ring B at the end of its 1 MiB reserved area and
+// the intent log between the rings. Called after the log was replayed (it is read with
+// the old layout) and before the commit that writes the first format 2 copies.
+void Pool::upgrade_format() {
+  Superblock& sb = superblock_;
+  sb.version = format_version;
+  sb.reserved_bytes = device_reserved_bytes;
+  sb.log_copy_bytes = (sb.reserved_bytes - 2 * superblock_ring_bytes) / sb.log_copies / 4096 * 4096;
+  log_layout_ = LogLayout::for_superblock(sb);
+}
+
+// Two commits, each writing its pair of slots whole: afterwards every copy in both pairs
+// is valid and of the current format.
+Status Pool::rewrite_superblocks() {
+  if (superblock_.version < format_version) upgrade_format();
+  for (int i = 0; i < 2; ++i) {
+    dirty_ = true;
+    SNAPSTORE_RETURN_IF_ERROR(commit());
+  }
+  spdlog::info("{}: every superblock copy rewritten at commit {}", devices_[0]->name(), superblock_.generation);
+  return Status::ok();
+}
+
 Status Pool::init_fresh(const Superblock& sb, const FormatOptions& options) {
   superblock_ = sb;
   superblock_.generation = 0;
-  chunks_ = std::make_unique<ChunkMap>(devices_, sb.chunk_size, std::vector<Chunk>{});
+  chunks_ = std::make_unique<ChunkMap>(devices_, sb.chunk_size, std::vector<Chunk>{}, sb.reserved_bytes);
   SNAPSTORE_RETURN_IF_ERROR(chunks_->allocate_chunk(space::metadata, sb.metadata_profile));
   SNAPSTORE_RETURN_IF_ERROR(chunks_->allocate_chunk(space::data, sb.data_profile));
   blocks_ = std::make_unique<BlockManager>(*chunks_, options_.cache_bytes);
@@ -193,9 +233,10 @@ Status Pool::init_fresh(const Superblock& sb, const FormatOptions& options) {
 // Builds the in-memory state from a superblock; a fresh pool has its parts already.
 Status Pool::load(const Superblock& sb) {
   superblock_ = sb;
-  log_layout_ = LogLayout::for_pool(devices_.size(), sb.metadata_profile);
+  log_layout_ = LogLayout::for_superblock(sb);
+  if (!sb_writer_) sb_writer_ = std::make_unique<SuperblockWriter>(devices_);
   if (!chunks_) {
-    chunks_ = std::make_unique<ChunkMap>(devices_, sb.chunk_size, sb.chunks);
+    chunks_ = std::make_unique<ChunkMap>(devices_, sb.chunk_size, sb.chunks, sb.reserved_bytes);
     if (options_.read_only) chunks_->set_repair(false);  // a read-only open writes nothing
     blocks_ = std::make_unique<BlockManager>(*chunks_, options_.cache_bytes);
     auto msm = MetadataSpaceMap::load(*blocks_, sb.metadata_sm_index,
@@ -395,6 +436,8 @@ PoolStats Pool::stats() {
   s.log_bytes = log_bytes_;
   s.log_replayed = log_replayed_;
   s.failure = failure().is_ok() ? "" : failure().message();
+  s.read_only_reason = read_only_reason_;
+  s.open_problems = open_problems_;
   s.reclaim_pending_volumes = deleted_volumes_.size();
   for (std::uint64_t id : deleted_volumes_) s.reclaim_pending_blocks += volumes_.at(id).record.mapped_blocks;
   s.reclaim_released_blocks = reclaim_released_;

@@ -12,7 +12,8 @@
 # dead server under it (the writer gets I/O errors: killed; ext4 unmounted lazily; loop
 # device detached; nbdfuse unmounted lazily and killed) and nothing may stay mounted or
 # attached. Then:
-#   - `snapstored check POOL` must be clean;
+#   - `snapstored check POOL` must find no damage (only, at most, a superblock copy or log
+#     record that the crash left half written, which the restart repairs);
 #   - snapstored restarts on the same pool, nbdfuse + loop again; if ext4's journal needs
 #     recovery, a mount + umount replays it; then `fsck.ext4 -fn` must be clean;
 #   - mounted again, every file in the manifest must be there with its sha256 (files not
@@ -191,7 +192,7 @@ write_and_kill() {  # the filesystem is mounted; start the writer, kill snapstor
 }
 recover_and_verify() {
   local round=$1
-  check_pool "after kill $round"
+  check_pool_after_crash "after kill $round"
   serve
   attach origin
   replay_journal origin

@@ -28,7 +28,7 @@ class MetadataStack {
  public:
   explicit MetadataStack(std::uint64_t cache_bytes = 256 << 10)
       : device_(std::make_shared<MemoryDevice>(64 << 20)),
-        chunks_({device_}, 8 << 20, {Chunk{space::metadata, profile::single, 0, {{0, 1 << 20}}}}),
+        chunks_({device_}, 8 << 20, {Chunk{space::metadata, profile::single, 0, {{0, 1 << 20}}}}, device_reserved_bytes),
         blocks_(chunks_, cache_bytes),
         space_map_((8 << 20) / metadata_block_size),
         tm_(blocks_, space_map_, nullptr, 1),

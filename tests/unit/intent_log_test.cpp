@@ -80,23 +80,18 @@ TEST(IntentLog, RecordsOfAnotherPoolBaseSequenceOrPlaceAreRefused) {
   EXPECT_FALSE(decode_log_record(std::span(big_copy).first(600), 0, kPool, 17, 0));
 }
 
-TEST(IntentLog, LayoutKeepsTwoCopiesOnOneDeviceWhenMetadataHasTwo) {
-  LogLayout dup = LogLayout::for_pool(1, profile::dup);
-  EXPECT_EQ(dup.copies_per_device, 2u);
-  EXPECT_EQ(dup.copy_bytes, 448u << 10);
-  EXPECT_EQ(dup.copy_offset(1), dup.copy_offset(0) + dup.copy_bytes);
-  EXPECT_EQ(dup.copy_offset(1) + dup.copy_bytes, device_reserved_bytes);
-  LogLayout single = LogLayout::for_pool(1, profile::single);
-  EXPECT_EQ(single.copies_per_device, 1u);
-  EXPECT_EQ(single.copy_bytes, 896u << 10);
-  EXPECT_EQ(LogLayout::for_pool(2, profile::raid1).copies_per_device, 1u);
+LogLayout dup_layout() {
+  Superblock sb;
+  sb.log_copies = 2;
+  sb.log_copy_bytes = 448 << 10;
+  return LogLayout::for_superblock(sb);
 }
 
 // Invariant 3: position by position, the first copy holding the next record wins, so
 // damage in different records of different copies loses nothing.
 TEST(IntentLog, ReaderSplicesCopiesAndStopsWhereNoCopyHoldsTheNextRecord) {
   auto device = std::make_shared<MemoryDevice>(4 << 20);
-  const LogLayout layout = LogLayout::for_pool(1, profile::dup);
+  const LogLayout layout = dup_layout();
   std::uint64_t position = 0;
   std::vector<std::uint64_t> positions;
   for (std::uint64_t seq = 0; seq < 4; ++seq) {
@@ -128,7 +123,7 @@ TEST(IntentLog, ReaderSplicesCopiesAndStopsWhereNoCopyHoldsTheNextRecord) {
 
 TEST(IntentLog, RecordsThatDoNotFitAreRefused) {
   auto device = std::make_shared<MemoryDevice>(4 << 20);
-  const LogLayout layout = LogLayout::for_pool(1, profile::dup);
+  const LogLayout layout = dup_layout();
   auto record = encode_log_record(kPool, 1, 0, 0, sample_entries(1));
   ASSERT_EQ(record.size(), 512u);
   EXPECT_FALSE(write_log_record({device}, layout, layout.copy_bytes, record));

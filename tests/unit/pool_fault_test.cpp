@@ -146,12 +146,20 @@ TEST_F(PoolFaultTest, FailedWriteDuringCommitTurnsThePoolReadOnlyForGood) {
     }
     ++failed_commits;
     EXPECT_EQ(st.code(), errc::io_error) << st.to_string();
-    expect_sticky_failure(*pool_, origin_, *device_, model_);
-    // The failed commit left the last committed state intact.
-    ASSERT_NO_FATAL_FAILURE(expect_reopens_at(generation, committed));
+    const std::vector<std::byte> latest = model_;
+    expect_sticky_failure(*pool_, origin_, *device_, latest);
+    // The failed commit left the last committed state intact; only a failed write of its
+    // ring B copy comes after its ring A copy is durable, and then the pool reopens at it
+    // (that copy a problem a crash explains, rewritten by the open).
+    pool_.reset();
+    CheckReport r = check();
+    EXPECT_TRUE(r.problems.empty()) << problems_of(r);
+    ASSERT_TRUE(r.generation == generation || (r.generation == generation + 1 && !r.crash_explainable.empty()))
+        << r.generation;
+    ASSERT_NO_FATAL_FAILURE(open());
+    model_ = r.generation == generation ? committed : latest;
+    EXPECT_TRUE(read_all() == model_) << "reopened at generation " << r.generation << " with other content";
     EXPECT_FALSE(pool_->read_only());
-    // And it is writable again.
-    model_ = committed;
     ASSERT_NO_FATAL_FAILURE(write(0, pattern(bs, 7)));
     ASSERT_TRUE(pool_->commit());
     close();
@@ -164,8 +172,9 @@ TEST_F(PoolFaultTest, FailedWriteDuringCommitTurnsThePoolReadOnlyForGood) {
 }
 
 // Fails each device flush of a commit in turn. A failed first flush must stop the commit
-// before the superblock is written; a failed later flush leaves the new superblock on
-// this (always durable) device, so the pool reopens at one or the other.
+// before the superblock is written; a failed later flush leaves the new superblock's ring A
+// copy on this (always durable) device, and maybe not its ring B copy (a problem that a
+// crash explains, which the writable open repairs), so the pool reopens at one or the other.
 TEST_F(PoolFaultTest, FailedFlushDuringCommitTurnsThePoolReadOnlyForGood) {
   std::uint64_t failed_commits = 0;
   for (std::uint64_t k = 1; k < 20; ++k) {
@@ -186,7 +195,7 @@ TEST_F(PoolFaultTest, FailedFlushDuringCommitTurnsThePoolReadOnlyForGood) {
     expect_sticky_failure(*pool_, origin_, *device_, latest);
     pool_.reset();
     CheckReport r = check();
-    EXPECT_TRUE(r.clean()) << problems_of(r);
+    EXPECT_TRUE(r.problems.empty()) << problems_of(r);
     if (k == 1) {
       EXPECT_EQ(r.generation, generation) << "superblock written before the first flush";
     }
@@ -199,7 +208,7 @@ TEST_F(PoolFaultTest, FailedFlushDuringCommitTurnsThePoolReadOnlyForGood) {
     expect_clean();
     if (HasFailure()) break;
   }
-  EXPECT_EQ(failed_commits, 2u) << "a commit on one device flushes twice";
+  EXPECT_EQ(failed_commits, 3u) << "a commit on one device flushes three times (data, ring A, ring B)";
 }
 
 // After more than Pool::prewrite_threshold of data, a commit first flushes the data while
@@ -222,18 +231,18 @@ TEST_F(PoolFaultTest, FailedFlushBeforeACommitOfMuchDataTurnsThePoolReadOnly) {
   ASSERT_NO_FATAL_FAILURE(expect_reopens_at(generation, committed));
 }
 
-// The same writes without a fault: that commit flushes three times (one before it stops
-// writes, then its two phases), and a later commit of little data twice.
+// The same writes without a fault: that commit flushes four times (one before it stops
+// writes, then its data, ring A and ring B), and a later commit of little data three times.
 TEST_F(PoolFaultTest, ACommitOfMuchDataFlushesOnceBeforeItsTwoPhases) {
   ASSERT_NO_FATAL_FAILURE(write_committed_state());
   for (int n = 0; n < 2; ++n) ASSERT_NO_FATAL_FAILURE(write(0, pattern(origin_size, 10 + n)));
   std::uint64_t flushes = device_->flush_count();
   ASSERT_TRUE(pool_->commit());
-  EXPECT_EQ(device_->flush_count() - flushes, 3u);
+  EXPECT_EQ(device_->flush_count() - flushes, 4u);
   ASSERT_NO_FATAL_FAILURE(write(0, pattern(bs, 12)));
   flushes = device_->flush_count();
   ASSERT_TRUE(pool_->commit());
-  EXPECT_EQ(device_->flush_count() - flushes, 2u);
+  EXPECT_EQ(device_->flush_count() - flushes, 3u);
   reopen();
   EXPECT_TRUE(read_all() == model_);
 }
@@ -462,162 +471,6 @@ TEST_F(PoolFaultTest, CheckerReportsADamagedMetadataCopyAndWritesNothing) {
   EXPECT_EQ(device_->write_count(), writes) << "check_pool wrote to the pool";
   EXPECT_FALSE(r.clean()) << "a damaged copy of metadata block " << leaf.block
                           << " went unreported";
-}
-
-// Writes superblock slot `slot` again with `edit` applied (checksum kept valid).
-void edit_slot(MemoryDevice& d, std::uint32_t slot, const std::function<void(Superblock&)>& edit) {
-  auto bytes = read_bytes(d, superblock_slot_offset[slot], superblock_size);
-  auto sb = decode_superblock(bytes, slot);
-  ASSERT_TRUE(sb) << sb.status().to_string();
-  edit(*sb);
-  auto encoded = encode_superblock(*sb);
-  ASSERT_TRUE(encoded) << encoded.status().to_string();
-  ASSERT_TRUE(d.write(superblock_slot_offset[slot], *encoded));
-}
-
-std::uint64_t slot_generation(MemoryDevice& d, std::uint32_t slot) {
-  auto sb = decode_superblock(read_bytes(d, superblock_slot_offset[slot], superblock_size), slot);
-  return sb ? sb->generation : 0;
-}
-
-class PoolFaultSuperblockTest : public PoolFaultTest {
- protected:
-  // Two commits after the format, so both slots hold valid generations.
-  void SetUp() override {
-    ASSERT_NO_FATAL_FAILURE(PoolFaultTest::SetUp());
-    ASSERT_NO_FATAL_FAILURE(write(0, pattern(8 * bs, 50)));
-    ASSERT_TRUE(pool_->commit());
-    older_ = model_;
-    ASSERT_NO_FATAL_FAILURE(write(4 * bs, pattern(8 * bs, 51)));
-    ASSERT_NO_FATAL_FAILURE(unmap(0, 2 * bs));
-    ASSERT_TRUE(pool_->commit());
-    close();
-    newest_slot_ = slot_generation(*device_, 1) > slot_generation(*device_, 0) ? 1 : 0;
-    newest_gen_ = slot_generation(*device_, newest_slot_);
-    ASSERT_EQ(slot_generation(*device_, 1 - newest_slot_), newest_gen_ - 1);
-  }
-  void expect_refused(const std::string& words, errc code) {
-    const std::uint64_t writes = device_->write_count();
-    auto p = Pool::open({device_}, quiet_options());
-    ASSERT_FALSE(p) << "opened a pool it should refuse";
-    EXPECT_EQ(p.status().code(), code) << p.status().to_string();
-    EXPECT_TRUE(contains(p.status().message(), words)) << p.status().message();
-    EXPECT_EQ(device_->write_count(), writes) << "a refused open wrote to the device";
-  }
-  std::vector<std::byte> older_;
-  std::uint32_t newest_slot_ = 0;
-  std::uint64_t newest_gen_ = 0;
-};
-
-TEST_F(PoolFaultSuperblockTest, DamagedOlderSlotOpensFromTheNewest) {
-  ASSERT_TRUE(device_->flip_bit(superblock_slot_offset[1 - newest_slot_] + 3000, 1));
-  ASSERT_NO_FATAL_FAILURE(open());
-  EXPECT_EQ(pool_->stats().generation, newest_gen_);
-  expect_model();
-  close();
-  expect_clean();
-}
-
-TEST_F(PoolFaultSuperblockTest, DamagedNewestSlotOpensFromTheOlder) {
-  ASSERT_TRUE(device_->flip_bit(superblock_slot_offset[newest_slot_] + 3000, 1));
-  CheckReport r = check();
-  EXPECT_TRUE(r.clean()) << problems_of(r);
-  EXPECT_EQ(r.generation, newest_gen_ - 1);
-  ASSERT_NO_FATAL_FAILURE(open());
-  EXPECT_EQ(pool_->stats().generation, newest_gen_ - 1);
-  model_ = older_;
-  expect_model();
-  // The pool goes on from there; the damaged slot is written over in turn.
-  ASSERT_NO_FATAL_FAILURE(write(20 * bs, pattern(bs, 52)));
-  ASSERT_TRUE(pool_->commit());
-  close();
-  expect_clean();
-  ASSERT_NO_FATAL_FAILURE(open());
-  expect_model();
-}
-
-TEST_F(PoolFaultSuperblockTest, BothSlotsDamagedIsRefusedWithoutWriting) {
-  ASSERT_TRUE(device_->flip_bit(superblock_slot_offset[0] + 3000, 1));
-  ASSERT_TRUE(device_->flip_bit(superblock_slot_offset[1] + 3000, 1));
-  ASSERT_NO_FATAL_FAILURE(expect_refused("no valid superblock", errc::corruption));
-  EXPECT_FALSE(check().clean());
-}
-
-// The end of the last chunk stripe on the device.
-std::uint64_t stripes_end(MemoryDevice& d) {
-  std::uint64_t end = 0;
-  for (std::uint32_t slot = 0; slot < 2; ++slot) {
-    auto sb = decode_superblock(read_bytes(d, superblock_slot_offset[slot], superblock_size), slot);
-    if (!sb) continue;
-    for (const Chunk& c : sb->chunks)
-      for (const Stripe& s : c.stripes) end = std::max(end, s.offset + sb->chunk_size);
-  }
-  return end;
-}
-
-// Cut inside the last stripe: refused by open, reported by the checker.
-TEST_F(PoolFaultSuperblockTest, DeviceTruncatedInsideAChunkIsRefusedWithoutWriting) {
-  auto image = device_->contents();
-  const std::uint64_t end = stripes_end(*device_);
-  ASSERT_GT(end, 2 * device_reserved_bytes);
-  image.resize(end - 3 * bs);
-  device_ = std::make_shared<MemoryDevice>(std::move(image), "truncated");
-  ASSERT_NO_FATAL_FAILURE(expect_refused("truncated", errc::corruption));
-  EXPECT_FALSE(check().clean());
-}
-
-// Cut after the last stripe: every chunk is still there, but the device is not the size
-// the pool recorded for it.
-TEST_F(PoolFaultSuperblockTest, DeviceTruncatedAfterItsChunksIsRefusedWithoutWriting) {
-  auto image = device_->contents();
-  ASSERT_LT(stripes_end(*device_), device_size / 2);
-  image.resize(device_size / 2);
-  device_ = std::make_shared<MemoryDevice>(std::move(image), "truncated");
-  ASSERT_NO_FATAL_FAILURE(expect_refused("truncated", errc::corruption));
-}
-
-// The checker agrees with open: a device smaller than its superblock records is damaged,
-// even when every stripe still fits.
-TEST_F(PoolFaultSuperblockTest, CheckerReportsADeviceSmallerThanRecorded) {
-  auto image = device_->contents();
-  image.resize(device_size / 2);
-  device_ = std::make_shared<MemoryDevice>(std::move(image), "truncated");
-  CheckReport r = check();
-  EXPECT_FALSE(r.clean()) << "check_pool passes a device that Pool::open refuses as truncated";
-}
-
-TEST_F(PoolFaultSuperblockTest, NewerFormatVersionIsRefusedByName) {
-  for (std::uint32_t slot = 0; slot < 2; ++slot)
-    ASSERT_NO_FATAL_FAILURE(edit_slot(*device_, slot, [](Superblock& sb) { sb.version = 7; }));
-  ASSERT_NO_FATAL_FAILURE(expect_refused("version 7", errc::not_supported));
-}
-
-TEST_F(PoolFaultSuperblockTest, UnknownIncompatFeatureIsRefused) {
-  for (std::uint32_t slot = 0; slot < 2; ++slot)
-    ASSERT_NO_FATAL_FAILURE(
-        edit_slot(*device_, slot, [](Superblock& sb) { sb.incompat_features = 1ull << 17; }));
-  ASSERT_NO_FATAL_FAILURE(expect_refused("features", errc::not_supported));
-}
-
-// Only the newest slot carries the unknown bit: still refused, not silently rolled back.
-TEST_F(PoolFaultSuperblockTest, UnknownIncompatFeatureInTheNewestSlotIsRefused) {
-  ASSERT_NO_FATAL_FAILURE(
-      edit_slot(*device_, newest_slot_, [](Superblock& sb) { sb.incompat_features = 1ull << 63; }));
-  ASSERT_NO_FATAL_FAILURE(expect_refused("features", errc::not_supported));
-}
-
-TEST_F(PoolFaultSuperblockTest, UnknownReadOnlyCompatFeatureOpensReadOnly) {
-  for (std::uint32_t slot = 0; slot < 2; ++slot)
-    ASSERT_NO_FATAL_FAILURE(
-        edit_slot(*device_, slot, [](Superblock& sb) { sb.ro_compat_features = 1ull << 5; }));
-  const std::uint64_t writes = device_->write_count();
-  ASSERT_NO_FATAL_FAILURE(open());
-  EXPECT_TRUE(pool_->read_only());
-  expect_model();
-  EXPECT_EQ(pool_->write(origin_, 0, pattern(bs, 53), false).code(), errc::read_only);
-  EXPECT_EQ(pool_->unmap(origin_, 0, bs, false).code(), errc::read_only);
-  close();
-  EXPECT_EQ(device_->write_count(), writes);
 }
 
 TEST(PoolFault, ForeignDevicesAreNotAPool) {

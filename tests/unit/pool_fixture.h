@@ -37,6 +37,7 @@ inline PoolOptions quiet_options() {
 inline std::string problems_of(const CheckReport& r) {
   std::string s;
   for (const auto& p : r.problems) s += "\n  " + p;
+  for (const auto& p : r.crash_explainable) s += "\n  " + p;
   return s;
 }
 

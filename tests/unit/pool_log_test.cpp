@@ -6,6 +6,7 @@
 #include <random>
 
 #include "pool_fixture.h"
+#include "superblock_support.h"
 #include "store/checksum.h"
 #include "store/crash_device.h"
 
@@ -108,7 +109,7 @@ TEST_F(PoolLogTest, LastRecordWhoseDataNeverLandedIsDropped) {
   ASSERT_NO_FATAL_FAILURE(write_model(8 * bs, pattern(bs, 2)));
   ASSERT_NO_FATAL_FAILURE(flush());
   // Find the second record's data block and put other bytes there.
-  auto records = read_intent_log({crash_}, LogLayout::for_pool(1, profile::dup),
+  auto records = read_intent_log({crash_}, LogLayout::for_superblock(pool_->superblock()),
                                  pool_->superblock().pool_uuid, pool_->superblock().generation);
   ASSERT_TRUE(records);
   ASSERT_EQ(records->size(), 2u);
@@ -233,16 +234,7 @@ TEST_F(PoolLogTest, AFailedAppendTurnsThePoolReadOnly) {
 TEST_F(PoolLogTest, APoolWithoutTheLogGetsItAtItsFirstCommit) {
   pool_.reset();
   device_ = image_device(crash_->durable_image());
-  for (std::uint32_t slot = 0; slot < 2; ++slot) {
-    std::vector<std::byte> bytes(superblock_size);
-    ASSERT_TRUE(device_->read(superblock_slot_offset[slot], bytes));
-    auto sb = decode_superblock(bytes, slot);
-    if (!sb) continue;  // a slot not written yet
-    sb->incompat_features = 0;
-    auto encoded = encode_superblock(*sb);
-    ASSERT_TRUE(encoded);
-    ASSERT_TRUE(device_->write(superblock_slot_offset[slot], *encoded));
-  }
+  ASSERT_NO_FATAL_FAILURE(edit_superblock_copies(*device_, [](Superblock& sb) { sb.incompat_features = 0; }));
   ASSERT_NO_FATAL_FAILURE(open());
   ASSERT_NO_FATAL_FAILURE(write_model(0, pattern(bs, 1)));
   ASSERT_NO_FATAL_FAILURE(flush());
@@ -268,7 +260,7 @@ TEST_F(PoolLogTest, ARecordTakingABlockInUseIsReportedAndRefused) {
   forged.add_map(origin_, 9, blocks, sums);
   const Superblock& sb = pool_->superblock();
   auto record = encode_log_record(sb.pool_uuid, sb.generation, 0, 0, forged);
-  const LogLayout layout = LogLayout::for_pool(1, profile::dup);
+  const LogLayout layout = LogLayout::for_superblock(sb);
   pool_.reset();
   device_ = image_device(crash_->durable_image());
   ASSERT_TRUE(write_log_record({device_}, layout, 0, record));
