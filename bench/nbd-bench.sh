@@ -15,6 +15,9 @@
 #                    (not in the default set; for comparing data block sizes)
 #   snapstored-pool[-spare]-sparse[-16k]: the same with a sparse pool file even when
 #                    BENCH_POOL_PREALLOC=1 (for comparing the two in one run)
+#   snapstored-pool...-base: any pool server above, formatted and served by another
+#                    snapstored binary (BENCH_SNAPSTORED_BASE), to compare two builds in
+#                    one run (an A/B of a change against the commit before it)
 #   nbdkit-file      nbdkit -U SOCK --foreground file FILE
 #   nbdkit-memory    nbdkit -U SOCK --foreground memory SIZE   (filled with nbdcopy)
 # After the fills, every server's peak RSS (VmHWM) is reset (/proc/PID/clear_refs), so the
@@ -34,6 +37,7 @@
 #                           nbdkit-memory snapstored-pool[-spare][-sparse][-<4k..1m>]
 #                           (default: the first four)
 #   BENCH_SNAPSTORED=PATH   snapstored binary (default: build-bench, then build, then PATH)
+#   BENCH_SNAPSTORED_BASE=PATH  the binary of the -base servers
 #   BENCH_SNAPSTORED_ARGS=  extra arguments for every snapstored server (e.g. "--threads 2")
 #   BENCH_POOL_ARGS=        extra arguments for pool servers only (e.g. "--cache-size 4M")
 #   BENCH_POOL_FORMAT_ARGS= extra arguments for `snapstored format` (e.g. "--block-size 16K")
@@ -72,7 +76,7 @@ declare -A JOB_ARGS=(
 )
 ALL_SERVERS=(snapstored snapstored-pool nbdkit-file nbdkit-memory)
 BASELINE=nbdkit-file
-POOL_VARIANT_RE='^snapstored-pool(-spare)?(-sparse)?(-([0-9]+[kKmM]))?$'
+POOL_VARIANT_RE='^snapstored-pool(-spare)?(-sparse)?(-([0-9]+[kKmM]))?(-base)?$'
 is_pool() { [[ $1 =~ $POOL_VARIANT_RE ]]; }
 is_snapstored() { [[ $1 == snapstored ]] || is_pool "$1"; }
 
@@ -108,7 +112,7 @@ BYTES=$(numfmt --from=iec "$SIZE" 2>/dev/null) || die "bad BENCH_SIZE '$SIZE'"
 for j in "${JOBS[@]}"; do [[ -n ${JOB_ARGS[$j]:-} ]] || die "unknown job '$j' (see --list)"; done
 for s in "${SERVERS[@]}"; do
   [[ " ${ALL_SERVERS[*]} " == *" $s "* || $s =~ $POOL_VARIANT_RE ]] ||
-    die "unknown server '$s' (${ALL_SERVERS[*]} snapstored-pool[-spare][-sparse][-<4k..1m>])"
+    die "unknown server '$s' (${ALL_SERVERS[*]} snapstored-pool[-spare][-sparse][-<4k..1m>][-base])"
 done
 [[ $(printf '%s\n' "${SERVERS[@]}" | sort | uniq -d) == "" ]] || die "a server is listed twice"
 SPARE_BYTES=$(numfmt --from=iec "${BENCH_POOL_SPARE:-4G}" 2>/dev/null) || die "bad BENCH_POOL_SPARE"
@@ -146,6 +150,13 @@ if (( HAVE_SNAPSTORED )); then
   fi
   [[ -n $SNAPSTORED && -x $SNAPSTORED ]] || die "no snapstored binary (set BENCH_SNAPSTORED)"
 fi
+SNAPSTORED_BASE=${BENCH_SNAPSTORED_BASE:-}
+for s in "${SERVERS[@]}"; do
+  [[ $s == *-base ]] || continue
+  [[ -n $SNAPSTORED_BASE && -x $SNAPSTORED_BASE ]] || die "$s needs BENCH_SNAPSTORED_BASE (a snapstored binary)"
+done
+# The snapstored binary that formats and serves pool server $1.
+snap_bin() { if [[ $1 == *-base ]]; then echo "$SNAPSTORED_BASE"; else echo "$SNAPSTORED"; fi; }
 
 mkdir -p "$TMPBASE"
 [[ $(stat -f -c %T "$TMPBASE") != tmpfs ]] || die "$TMPBASE is tmpfs; set BENCH_TMPDIR to a disk"
@@ -250,7 +261,7 @@ start_server() {
   SOCK[$name]=$sock
   case $name in
     snapstored-pool*)
-      "$SNAPSTORED" --pool "$WORK/$name.pool" --backend pool --no-tcp --log-level warn \
+      "$(snap_bin "$name")" --pool "$WORK/$name.pool" --backend pool --no-tcp --log-level warn \
         --nbd-socket "$sock" --control-socket "$WORK/$name.ctl.sock" "${SNAP_EXTRA[@]}" \
         "${POOL_EXTRA[@]}" </dev/null >"$WORK/$name.log" 2>&1 &
       ;;
@@ -282,7 +293,7 @@ start_server() {
 # ---- data ----
 log "work dir $WORK; $SIZE of random data; ${RUNTIME}s per job; ${ROUNDS} round(s)"
 log "jobs: ${JOBS[*]}"
-log "servers: ${SERVERS[*]}${SNAPSTORED:+ (snapstored = $SNAPSTORED ${SNAP_EXTRA[*]})}; pool files preallocated: $PREALLOC"
+log "servers: ${SERVERS[*]}${SNAPSTORED:+ (snapstored = $SNAPSTORED ${SNAP_EXTRA[*]})}${SNAPSTORED_BASE:+ (-base: $SNAPSTORED_BASE)}; pool files preallocated: $PREALLOC"
 head -c "$BYTES" /dev/urandom >"$WORK/base.img"
 POOLS=$WORK/pools.tsv
 printf 'server\tblock_size\tfill_seconds\tmetadata_used_blocks\tdata_used_blocks\tunused_bytes\n' >"$POOLS"
@@ -302,7 +313,7 @@ for s in "${SERVERS[@]}"; do
           die "cannot preallocate $s.pool"
         fmt=(--origin-size "$BYTES" "${fmt[@]:4}")
       fi
-      "$SNAPSTORED" format "$WORK/$s.pool" "${fmt[@]}" "${POOL_FORMAT_EXTRA[@]}" \
+      "$(snap_bin "$s")" format "$WORK/$s.pool" "${fmt[@]}" "${POOL_FORMAT_EXTRA[@]}" \
         >"$WORK/$s.format.log" 2>&1 || { cat "$WORK/$s.format.log" >&2; die "format $s failed"; }
       log "$s: $(head -n1 "$WORK/$s.format.log")"
       ;;

@@ -314,8 +314,9 @@ int Ctl::status() {
          << "commits:      " << u64(s, "commits") << " (generation " << u64(s, "generation")
          << "; last took " << u64(s, "last_commit_us") << " us, all "
          << u64(s, "commit_us_total") / 1000 << " ms)\n"
-         << "intent log:   " << u64(log, "appends") << " flushes made durable by a record ("
-         << format_size(u64(log, "bytes")) << "); " << u64(log, "replayed")
+         << "intent log:   " << u64(log, "appends") << " records ("
+         << format_size(u64(log, "bytes")) << "); " << u64(log, "flushes")
+         << " flushes made durable without a commit; " << u64(log, "replayed")
          << " records replayed at start\n"
          << "cache:        " << u64(cache, "cached_blocks") << " of "
          << u64(cache, "capacity_blocks") << " blocks, " << u64(cache, "dirty_blocks")

@@ -125,7 +125,7 @@ bool ChunkMap::can_allocate(profile p) const {
   return place(p).is_ok() && chunks_.size() < max_chunks;
 }
 
-Status ChunkMap::allocate_chunk(space s, profile p, std::uint64_t keep_free) {
+Result<Chunk> ChunkMap::allocate_chunk(space s, profile p, std::uint64_t keep_free) {
   std::unique_lock lock(mutex_);
   if (chunks_.size() >= max_chunks) return no_space("the chunk map is full");
   if (keep_free > 0 && unallocated_ < keep_free + stripe_count(p) * chunk_size_)
@@ -133,7 +133,31 @@ Status ChunkMap::allocate_chunk(space s, profile p, std::uint64_t keep_free) {
   auto stripes = place(p);
   if (!stripes) return stripes.status();
   Chunk c{s, p, static_cast<std::uint32_t>(by_space_[space_slot(s)].size()), *stripes};
-  chunks_.push_back(std::move(c));
+  chunks_.push_back(c);
+  rebuild_index();
+  return c;
+}
+
+Status ChunkMap::add_chunk(const Chunk& c) {
+  std::unique_lock lock(mutex_);
+  if (chunks_.size() >= max_chunks) return corruption("the chunk map is full");
+  if (c.index != by_space_[space_slot(c.kind)].size() || c.stripes.size() != stripe_count(c.layout))
+    return corruption("chunk " + std::to_string(c.index) + " is not the next chunk of its space");
+  for (std::size_t i = 0; i < c.stripes.size(); ++i)
+    for (std::size_t j = 0; j < i; ++j)
+      if (c.stripes[i].device == c.stripes[j].device &&
+          c.stripes[i].offset < c.stripes[j].offset + chunk_size_ && c.stripes[j].offset < c.stripes[i].offset + chunk_size_)
+        return corruption("chunk " + std::to_string(c.index) + " has overlapping copies");
+  for (const Stripe& st : c.stripes) {
+    if (st.device >= devices_.size() || st.offset < reserved_bytes_ ||
+        st.offset + chunk_size_ > devices_[st.device]->size())
+      return corruption("chunk " + std::to_string(c.index) + " lies outside the usable part of its device");
+    for (const Chunk& other : chunks_)
+      for (const Stripe& o : other.stripes)
+        if (o.device == st.device && o.offset < st.offset + chunk_size_ && st.offset < o.offset + chunk_size_)
+          return corruption("chunk " + std::to_string(c.index) + " overlaps another chunk");
+  }
+  chunks_.push_back(c);
   rebuild_index();
   return Status::ok();
 }

@@ -52,9 +52,13 @@ class ChunkMap {
   const BlockDevicePtr& device(std::size_t i) const { return devices_[i]; }
   ChunkMapStats stats() const;
 
-  // Adds a chunk to `s` with profile `p`; no_space when the devices cannot hold it, or
-  // when it would leave less than `keep_free` bytes of unallocated device space.
-  Status allocate_chunk(space s, profile p, std::uint64_t keep_free = 0);
+  // Adds a chunk to `s` with profile `p` and returns it; no_space when the devices cannot
+  // hold it, or when it would leave less than `keep_free` bytes of unallocated device space.
+  Result<Chunk> allocate_chunk(space s, profile p, std::uint64_t keep_free = 0);
+  // Adds a chunk placed elsewhere (by an earlier run, as the intent log recorded it):
+  // corruption unless it is the next of its space, its stripes lie on the devices, past
+  // the reserved area, and overlap no other stripe.
+  Status add_chunk(const Chunk& c);
   // Unallocated bytes of device space (counting each stripe).
   std::uint64_t unallocated_bytes() const;
   // Whether a chunk of profile p could be placed now.

@@ -33,7 +33,7 @@ BlockPointer get_pointer(const std::byte* p) {
   return {load_le64(p), load_le64(p + 8), load_le64(p + 16)};
 }
 
-void put_chunk(std::byte* p, const Chunk& c) {
+void put_chunk_entry(std::byte* p, const Chunk& c) {
   p[0] = std::byte(static_cast<std::uint8_t>(c.kind));
   p[1] = std::byte(static_cast<std::uint8_t>(c.layout));
   p[2] = std::byte(static_cast<std::uint8_t>(c.stripes.size()));
@@ -64,7 +64,7 @@ bool geometry_valid(const Superblock& sb) {
   return intent_log_offset + sb.log_copies * sb.log_copy_bytes <= sb.reserved_bytes - superblock_ring_bytes;
 }
 
-Result<Chunk> get_chunk(const std::byte* p, std::size_t device_count) {
+Result<Chunk> get_chunk_entry(const std::byte* p, std::size_t device_count) {
   Chunk c;
   auto kind = std::to_integer<std::uint8_t>(p[0]);
   auto layout = std::to_integer<std::uint8_t>(p[1]);
@@ -85,6 +85,15 @@ Result<Chunk> get_chunk(const std::byte* p, std::size_t device_count) {
 }
 
 }  // namespace
+
+void encode_chunk(std::byte* p, const Chunk& c) {
+  std::memset(p, 0, chunk_entry_size);
+  put_chunk_entry(p, c);
+}
+
+Result<Chunk> decode_chunk(const std::byte* p, std::size_t device_count) {
+  return get_chunk_entry(p, device_count);
+}
 
 std::string_view profile_name(profile p) {
   switch (p) {
@@ -163,7 +172,7 @@ Status encode_superblock_into(const Superblock& sb, std::span<std::byte> out) {
     store_le64(e + 8, sb.metadata_sm_index[i].checksum);
   }
   for (std::size_t i = 0; i < sb.chunks.size(); ++i)
-    put_chunk(p + chunk_map_offset + i * chunk_entry_size, sb.chunks[i]);
+    put_chunk_entry(p + chunk_map_offset + i * chunk_entry_size, sb.chunks[i]);
   store_le64(p + 8, checksum(out.subspan(16), slot_seed(sb.slot)));
   return Status::ok();
 }
@@ -239,7 +248,7 @@ Result<Superblock> decode_superblock(std::span<const std::byte> bytes, std::uint
     sb.metadata_sm_index.push_back({load_le64(e), load_le64(e + 8)});
   }
   for (std::uint32_t i = 0; i < chunk_count; ++i) {
-    auto c = get_chunk(p + chunk_map_offset + i * chunk_entry_size, device_count);
+    auto c = get_chunk_entry(p + chunk_map_offset + i * chunk_entry_size, device_count);
     if (!c) return c.status();
     sb.chunks.push_back(std::move(c).value());
   }

@@ -73,7 +73,7 @@ inline constexpr std::size_t superblock_size = 65536;
 inline constexpr std::uint64_t superblock_ring_bytes = 2 * superblock_size;
 // The reserved area of a format 1 pool (and the smallest one of format 2).
 inline constexpr std::uint64_t device_reserved_bytes = 1 << 20;
-inline constexpr std::uint64_t max_reserved_bytes = 64ull << 20;
+inline constexpr std::uint64_t max_reserved_bytes = 64ull << 20;  // new pools take up to 33 MiB
 inline constexpr std::uint32_t metadata_block_size = 4096;
 inline constexpr std::size_t max_devices = 32;
 inline constexpr std::size_t max_metadata_sm_index = 1024;
@@ -186,6 +186,12 @@ std::size_t superblock_used_bytes(const Superblock& sb);
 // (not a pool at all, damaged slot, newer format, unknown features). A format 1 slot gets
 // the geometry format 1 implied (reserved area of 1 MiB, the log in [128 KiB, 1 MiB)).
 Result<Superblock> decode_superblock(std::span<const std::byte> bytes, std::uint32_t slot);
+
+// One 72-byte chunk entry (chunk_map.h has the layout), for the superblock's chunk map and
+// the intent log's chunk entries. decode fails on a malformed entry or one naming a
+// device index not below device_count.
+void encode_chunk(std::byte* p, const Chunk& c);
+Result<Chunk> decode_chunk(const std::byte* p, std::size_t device_count);
 
 std::string_view profile_name(profile p);
 Result<profile> parse_profile(std::string_view name);

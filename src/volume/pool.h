@@ -30,12 +30,13 @@
 //     in bounded steps (each under the metadata lock for a short while, inside ordinary
 //     transactions), so deletion returns at once and reclaim resumes after a restart.
 //  7. Every volume management call commits before it returns.
-//  8. flush() makes every write acknowledged before it durable, by appending the mapping
-//     changes since the last durable point to the intent log (intent_log.h) and flushing
-//     the devices once, when they fit and nothing unloggable (a volume change, a new
-//     chunk) happened since the last commit; otherwise by a commit. commit() always
-//     commits, and empties the log. Opening a pool replays the log's records of its
-//     commit, then (when writable) commits at once.
+//  8. Every change (write, trim, zeroing) is in an intent log record (intent_log.h) before
+//     it is acknowledged, so the death of the process loses none; flush() makes every
+//     change acknowledged before it durable by flushing the devices once, when the log
+//     holds them (nothing it cannot carry, a volume change, happened since the last
+//     commit, and it has room); otherwise by a commit. commit() always commits, and
+//     empties the log. Opening a pool replays the log's records of its commit, then (when
+//     writable) commits at once.
 #pragma once
 
 #include <array>
@@ -111,8 +112,9 @@ struct PoolStats {
   std::uint64_t commits = 0;
   std::uint64_t commit_us_total = 0;  // time writes waited for commits, µs
   std::uint64_t last_commit_us = 0;
-  std::uint64_t log_appends = 0;   // flushes made durable by an intent log record
+  std::uint64_t log_appends = 0;   // intent log records written (changes and markers)
   std::uint64_t log_bytes = 0;     // bytes of those records (one copy)
+  std::uint64_t log_flushes = 0;   // flushes made durable by the log, without a commit
   std::uint64_t log_replayed = 0;  // records replayed when the pool was opened
   std::string failure;  // empty unless the pool turned read-only after a failed commit
   // Why the pool was opened read-only although a writable open was asked for (damage
@@ -270,14 +272,27 @@ class Pool {
   void reclaim_loop();
   Status sync(bool full);
   Status commit_locked();
-  // Intent log (pool_log.cpp). append_log: true when the log made the changes durable
-  // (or there were none), false when a commit is needed. Caller holds commit_mutex_.
-  Result<bool> append_log();
-  void reset_log_after_commit();
+  // Intent log (pool_log.cpp). log_map/log_unmap record a mapping change (metadata lock
+  // held exclusively); log_changes appends what is recorded before a write is acknowledged;
+  // append_log is a flush's part (commit_mutex_ held): true when the log made the changes
+  // durable (or there were none), false when a commit is needed.
+  void log_map(std::uint64_t volume, std::uint64_t first, std::span<const std::uint64_t> blocks,
+               std::span<const std::uint64_t> sums);
+  void log_unmap(std::uint64_t volume, std::uint64_t first, std::uint64_t end);
+  void log_chunk(const Chunk& chunk);
   void stop_logging_if_too_big();
+  Status log_changes();
+  Result<bool> append_log();
+  Result<bool> append_pending_locked();  // log_mutex_ held, as for the next two
+  Status write_record_locked(std::uint64_t position, std::span<const std::byte> record);
+  Result<bool> write_marker_locked();
+  void request_early_commit();
+  void reset_log_after_commit();
   Status replay_log();
+  std::size_t judge_log_scan(const LogScan& scan);
   Status apply_log_entry(const LogEntry& e);
-  bool log_record_data_intact(const LogRecord& r);
+  Status replay_chunks(const LogScan& scan, std::size_t usable);
+  bool log_entry_data_intact(const LogEntry& e);
   // Maps blocks [first, ...) of v to new data blocks; releases the old ones. Metadata
   // lock held exclusively.
   Status map_blocks_locked(std::uint64_t volume, VolumeState& v, std::uint64_t first,
@@ -287,6 +302,7 @@ class Pool {
                            std::vector<SmIndexPointer> metadata_sm_index);
   Status fail(Status why);
   Status grow_metadata();
+  void took_chunk(const Chunk& chunk);
   Status grow_data();
   std::uint64_t metadata_room_to_keep() const;
   Result<std::vector<std::uint64_t>> allocate_data(std::size_t count);
@@ -348,15 +364,23 @@ class Pool {
   std::atomic<std::uint64_t> flush_requests_{0};
   std::uint64_t flushes_covered_ = 0;  // flush tickets made durable (commit or log)
   std::uint64_t commits_covered_ = 0;  // ... by a commit
-  // Intent log. Pending entries, and whether the open transaction holds a change the log
-  // cannot carry, are guarded by meta_mutex_; the write position by commit_mutex_.
+  // Intent log (pool_log.cpp has the lock rules). Pending entries, whether the open
+  // transaction holds a change the log cannot carry, and the count of changes recorded
+  // are guarded by meta_mutex_; where the log ends and what it has made durable by
+  // log_mutex_ (taken after commit_mutex_, before meta_mutex_).
   LogLayout log_layout_;
   LogBuffer log_pending_;
   bool log_blocked_ = false;
-  std::uint64_t log_position_ = 0;
-  std::uint64_t log_sequence_ = 0;
-  std::atomic<std::uint64_t> log_appends_{0}, log_bytes_{0};
+  std::atomic<std::uint64_t> log_added_{0};  // mapping changes recorded since open
+  std::mutex log_mutex_;
+  std::uint64_t log_written_ = 0;   // changes of log_added_ appended or committed
+  std::uint64_t log_position_ = 0;  // where the next record goes
+  std::uint64_t log_sequence_ = 0;  // the next record's sequence
+  std::uint64_t log_durable_ = 0;   // records below this sequence were flushed
+  std::uint64_t log_marked_ = 0;    // the largest durable mark written in a record
+  std::atomic<std::uint64_t> log_appends_{0}, log_bytes_{0}, log_flushes_{0};
   std::uint64_t log_replayed_ = 0;
+  bool log_found_ = false;  // the open found records (or damaged ones) of its commit
   std::uint64_t commits_ = 0;
   std::atomic<std::uint64_t> commit_us_total_{0};
   std::atomic<std::uint64_t> last_commit_us_{0};

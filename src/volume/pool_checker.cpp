@@ -253,29 +253,46 @@ class Checker {
       report_.problems.push_back(std::to_string(reported - 50) + " more data count mismatches");
   }
 
-  // The records after this commit (intent_log.h): what a writable open would replay. Each
-  // must name a live volume, stay inside it, and take data blocks that are free here and
-  // not taken by an earlier record (invariant 4). The last record's data may be missing
-  // (a flush that never completed): noted, not a problem, as open then drops it.
+  // The records after this commit (intent_log.h): what a writable open would replay. A
+  // flushed record that no copy holds is a hole (writes a flush acknowledged are lost); a
+  // bad copy of a flushed record is damage; a bad copy of a record no flush covered is
+  // what a crash leaves. Each record must name a live volume, stay inside it, and take
+  // data blocks that are free here and not taken by another record (invariant 3). The data
+  // of records no flush covered may be missing (a power cut): noted, as open drops them.
   void check_intent_log() {
     if (!(sb_.incompat_features & incompat_intent_log)) return;
     const LogLayout layout = LogLayout::for_superblock(sb_);
-    auto records = read_intent_log(devices_, layout, sb_.pool_uuid, sb_.generation);
-    if (!records) {
-      report_.problems.push_back("intent log: " + records.status().message());
+    auto scan = sb_.version == 1 ? read_intent_log_v1(devices_, layout, sb_.pool_uuid, sb_.generation)
+                                 : read_intent_log(devices_, layout, sb_.pool_uuid, sb_.generation);
+    if (!scan) {
+      report_.problems.push_back("intent log: " + scan.status().message());
       return;
     }
-    if (records->empty()) return;
+    for (std::uint64_t s : scan->lost)
+      report_.problems.push_back("intent log record " + std::to_string(s) +
+                                 ", which a flush had made durable, is damaged on every copy: writes are lost");
+    for (const LogCopyProblem& p : scan->bad_copies)
+      (p.durable ? report_.problems : report_.crash_explainable).push_back(p.what);
+    if (scan->records.empty()) return;
+    // Chunks the records added come first (invariant 3); their data blocks are free here.
+    // A record no flush covered may follow one a power cut took, chunk and all: its chunk
+    // is left out, as open leaves it out.
+    for (const LogRecord& rec : scan->records)
+      for (const LogEntry& e : rec.entries)
+        if (e.type == LogEntry::kind::chunk)
+          if (Status st = chunks_.add_chunk(e.chunk); !st && rec.sequence < scan->durable)
+            report_.problems.push_back("intent log record " + std::to_string(rec.sequence) + ": " + st.message());
+    const std::uint64_t nr_data = chunks_.space_bytes(space::data) / sb_.data_block_size;
     std::map<std::uint64_t, const VolumeRecord*> live;
     for (const VolumeRecord& r : volumes_)
       if (!r.deleted()) live[r.id] = &r;
-    std::vector<bool> taken(nr_data_, false);
-    std::uint64_t mappings = 0;
-    bool last_intact = true;
-    for (const LogRecord& rec : *records) {
-      const bool last = &rec == &records->back();
+    std::vector<bool> taken(nr_data, false);
+    std::uint64_t mappings = 0, missing = 0;
+    for (const LogRecord& rec : scan->records) {
+      const bool flushed = rec.sequence < scan->durable;
       const std::string where = "intent log record " + std::to_string(rec.sequence) + ": ";
       for (const LogEntry& e : rec.entries) {
+        if (e.type == LogEntry::kind::chunk) continue;
         auto v = live.find(e.volume);
         if (v == live.end()) {
           report_.problems.push_back(where + "names volume " + std::to_string(e.volume) + ", which does not exist");
@@ -285,28 +302,39 @@ class Checker {
           report_.problems.push_back(where + "reaches beyond the end of volume '" + v->second->name + "'");
         for (const LogMapping& m : e.mappings) {
           ++mappings;
-          if (m.data_block >= nr_data_) {
-            report_.problems.push_back(where + "maps data block " + std::to_string(m.data_block) +
-                                       ", beyond the data space");
+          if (m.data_block >= nr_data) {
+            if (flushed)
+              report_.problems.push_back(where + "maps data block " + std::to_string(m.data_block) +
+                                         ", beyond the data space");
+            else
+              ++missing;  // its chunk's record was lost with the power, and the write with it
             continue;
           }
-          if (data_counts_.size() == nr_data_ && data_counts_[m.data_block] != 0)
+          if (m.data_block < data_counts_.size() && data_counts_[m.data_block] != 0)
             report_.problems.push_back(where + "maps data block " + std::to_string(m.data_block) +
                                        ", which is in use at the commit the log follows");
           if (taken[m.data_block])
             report_.problems.push_back(where + "maps data block " + std::to_string(m.data_block) +
-                                       ", which an earlier record took");
+                                       ", which another record took");
           taken[m.data_block] = true;
-          if (last && options_.verify_data && !data_intact(m)) last_intact = false;
+          if (options_.verify_data && !data_intact(m)) {
+            if (flushed)
+              report_.problems.push_back(where + "data block " + std::to_string(m.data_block) +
+                                         ", which a flush had made durable, fails its checksum on every copy");
+            else
+              ++missing;
+          }
         }
       }
     }
-    report_.notes.push_back("intent log: " + std::to_string(records->size()) + " records (" +
-                            std::to_string(mappings) + " block mappings) after generation " +
-                            std::to_string(sb_.generation) + "; opening the pool writable applies them");
-    if (!last_intact)
-      report_.notes.push_back("intent log: the last record's data did not all reach the device (a flush that "
-                              "never completed); opening the pool drops that record");
+    report_.notes.push_back("intent log: " + std::to_string(scan->records.size()) + " records (" +
+                            std::to_string(mappings) + " block mappings; " + std::to_string(scan->durable) +
+                            " records flushed) after generation " + std::to_string(sb_.generation) +
+                            "; opening the pool writable applies them");
+    if (missing > 0)
+      report_.notes.push_back("intent log: the data of " + std::to_string(missing) +
+                              " block mappings that no flush covered did not reach the device (a power cut); "
+                              "opening the pool drops those writes");
   }
 
   bool data_intact(const LogMapping& m) {

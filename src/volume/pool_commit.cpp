@@ -63,7 +63,11 @@ Status Pool::sync(bool full) {
   write_gate_.close();  // no data blocks taken but not yet mapped go into this commit
   const auto started = std::chrono::steady_clock::now();  // writes wait from here on
   const std::uint64_t commits_before = commits_;
-  Status st = commit_locked();
+  Status st = Status::ok();
+  {
+    std::lock_guard log(log_mutex_);  // no record is written while the log restarts
+    st = commit_locked();
+  }
   if (commits_ != commits_before) {
     last_commit_us_ = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
                                                       std::chrono::steady_clock::now() - started)

@@ -210,10 +210,7 @@ Status Pool::remap(std::uint64_t volume, std::uint64_t first, const std::vector<
     return usable;
   }
   SNAPSTORE_RETURN_IF_ERROR(map_blocks_locked(volume, **v, first, blocks, sums));
-  if (!log_blocked_) {
-    log_pending_.add_map(volume, first, blocks, sums);
-    stop_logging_if_too_big();
-  }
+  log_map(volume, first, blocks, sums);
   return Status::ok();
 }
 
@@ -311,10 +308,12 @@ Result<bool> Pool::make_room(std::uint64_t commits_seen) {
   return true;
 }
 
+// Before a change is acknowledged: durable with FUA; otherwise at least in the kernel
+// (an intent log record), so that it survives the death of this process.
 Status Pool::commit_if_needed(bool fua) {
   if (fua) return flush();
   if (blocks_->dirty_count() * 2 > blocks_->capacity_blocks()) return commit();
-  return Status::ok();
+  return log_changes();
 }
 
 Status Pool::write(std::uint64_t volume, std::uint64_t offset, std::span<const std::byte> data,
@@ -381,10 +380,7 @@ Status Pool::unmap_blocks_locked(std::uint64_t volume, std::uint64_t first, std:
   (*v)->record.mapped_blocks -= std::min(removed, (*v)->record.mapped_blocks);
   mark_changed(volume, **v);
   if (!released) return fail(released);
-  if (!log_blocked_) {
-    log_pending_.add_unmap(volume, first, end);
-    stop_logging_if_too_big();
-  }
+  log_unmap(volume, first, end);
   return Status::ok();
 }
 

@@ -34,13 +34,14 @@ std::uint64_t now_ns() {
 }
 
 // The reserved area of a new pool: ring A, the intent log's copies, ring B (superblock.h).
-// Every acknowledged write appends to the log (pool_log.cpp), and a full log forces a
-// commit, so the log gets about 1/256 of the devices: at least 384 KiB and at most 8 MiB a
-// copy (8 MiB holds about a second of 4 KiB writes at 100,000 a second).
+// Every acknowledged change appends to the log (pool_log.cpp) and a log three quarters
+// full asks for a commit, so the log gets about 1/128 of the devices: at least 384 KiB and
+// at most 16 MiB a copy (16 MiB holds 4 KiB writes for about two seconds at 100,000 a
+// second in records of 4: 60 bytes a write; a 1 GiB pool gets 8 MiB).
 void set_format2_geometry(Superblock& sb, std::uint64_t total, std::size_t devices) {
   sb.version = format_version;
   sb.log_copies = devices == 1 && sb.metadata_profile != profile::single ? 2 : 1;
-  const std::uint64_t target = std::clamp<std::uint64_t>(total / 256 / 65536 * 65536, 384 << 10, 8 << 20);
+  const std::uint64_t target = std::clamp<std::uint64_t>(total / 128 / 65536 * 65536, 384 << 10, 16 << 20);
   const std::uint64_t need = 2 * superblock_ring_bytes + sb.log_copies * target;
   sb.reserved_bytes = (need + device_reserved_bytes - 1) / device_reserved_bytes * device_reserved_bytes;
   sb.log_copy_bytes = (sb.reserved_bytes - 2 * superblock_ring_bytes) / sb.log_copies / 4096 * 4096;
@@ -145,8 +146,14 @@ Result<std::unique_ptr<Pool>> Pool::open(std::vector<BlockDevicePtr> devices,
   if (!pool->options_.read_only) {
     // Replayed records become part of a commit before anything new is written; damaged
     // or old-format superblock copies are rewritten whole, both pairs of slots.
-    if (scan->needs_rewrite) SNAPSTORE_RETURN_IF_ERROR(pool->rewrite_superblocks());
-    else if (pool->log_replayed_ > 0) SNAPSTORE_RETURN_IF_ERROR(pool->commit());
+    if (scan->needs_rewrite) {
+      SNAPSTORE_RETURN_IF_ERROR(pool->rewrite_superblocks());
+    } else if (pool->log_found_ || !(sb.incompat_features & incompat_intent_log)) {
+      // Even if nothing was replayed: the log starts afresh after a commit (and a pool made
+      // before the log existed gets it with that commit).
+      pool->dirty_ = true;
+      SNAPSTORE_RETURN_IF_ERROR(pool->commit());
+    }
     pool->start_timer();
     if (opts.background_reclaim)
       pool->reclaim_ = std::thread([p = pool.get()] { p->reclaim_loop(); });
@@ -204,8 +211,10 @@ Status Pool::init_fresh(const Superblock& sb, const FormatOptions& options) {
   superblock_ = sb;
   superblock_.generation = 0;
   chunks_ = std::make_unique<ChunkMap>(devices_, sb.chunk_size, std::vector<Chunk>{}, sb.reserved_bytes);
-  SNAPSTORE_RETURN_IF_ERROR(chunks_->allocate_chunk(space::metadata, sb.metadata_profile));
-  SNAPSTORE_RETURN_IF_ERROR(chunks_->allocate_chunk(space::data, sb.data_profile));
+  for (space s : {space::metadata, space::data}) {
+    auto chunk = chunks_->allocate_chunk(s, s == space::metadata ? sb.metadata_profile : sb.data_profile);
+    if (!chunk) return chunk.status();
+  }
   blocks_ = std::make_unique<BlockManager>(*chunks_, options_.cache_bytes);
   metadata_sm_ = std::make_unique<MetadataSpaceMap>(
       chunks_->space_bytes(space::metadata) / metadata_block_size);
@@ -342,14 +351,26 @@ Status Pool::fail(Status why) {
   return why;
 }
 
+// The chunk goes to the intent log like any change (replay adds it before the mappings
+// that use it), so growing needs no commit.
 Status Pool::grow_metadata() {
-  SNAPSTORE_RETURN_IF_ERROR(chunks_->allocate_chunk(space::metadata, superblock_.metadata_profile));
-  const std::uint64_t nr = chunks_->space_bytes(space::metadata) / metadata_block_size;
-  metadata_sm_->grow(nr);
-  metadata_sm_->set_reserve(metadata_reserve_for(nr));
-  dirty_ = true;
-  log_blocked_ = true;  // the log is replayed over the last commit's chunk map
+  auto chunk = chunks_->allocate_chunk(space::metadata, superblock_.metadata_profile);
+  if (!chunk) return chunk.status();
+  took_chunk(*chunk);
+  log_chunk(*chunk);
   return Status::ok();
+}
+
+// The space maps follow a chunk added to the chunk map (allocated now, or replayed).
+void Pool::took_chunk(const Chunk& chunk) {
+  if (chunk.kind == space::metadata) {
+    const std::uint64_t nr = chunks_->space_bytes(space::metadata) / metadata_block_size;
+    metadata_sm_->grow(nr);
+    metadata_sm_->set_reserve(metadata_reserve_for(nr));
+  } else {
+    data_sm_->grow(chunks_->space_bytes(space::data) / superblock_.data_block_size);
+  }
+  dirty_ = true;
 }
 
 // Device space a new data chunk must leave unallocated, so that the metadata space can
@@ -384,11 +405,10 @@ std::uint64_t Pool::metadata_room_to_keep() const {
 }
 
 Status Pool::grow_data() {
-  SNAPSTORE_RETURN_IF_ERROR(
-      chunks_->allocate_chunk(space::data, superblock_.data_profile, metadata_room_to_keep()));
-  data_sm_->grow(chunks_->space_bytes(space::data) / superblock_.data_block_size);
-  dirty_ = true;
-  log_blocked_ = true;  // the log is replayed over the last commit's chunk map
+  auto chunk = chunks_->allocate_chunk(space::data, superblock_.data_profile, metadata_room_to_keep());
+  if (!chunk) return chunk.status();
+  took_chunk(*chunk);
+  log_chunk(*chunk);
   return Status::ok();
 }
 
@@ -434,6 +454,7 @@ PoolStats Pool::stats() {
   s.last_commit_us = last_commit_us_;
   s.log_appends = log_appends_;
   s.log_bytes = log_bytes_;
+  s.log_flushes = log_flushes_;
   s.log_replayed = log_replayed_;
   s.failure = failure().is_ok() ? "" : failure().message();
   s.read_only_reason = read_only_reason_;

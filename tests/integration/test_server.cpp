@@ -12,6 +12,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
@@ -249,6 +251,16 @@ std::optional<std::string> control_request(const std::filesystem::path& socket,
   if (!s.is_open() || !s.send_all(line.data(), line.size()) || !s.send_all("\n", 1))
     return std::nullopt;
   return s.read_line(timeout);
+}
+
+std::vector<std::string> damage_after_crash(const std::filesystem::path& dir,
+                                            const std::filesystem::path& pool) {
+  RunResult r = run_snapstored({"check", "--json", pool.string()}, dir, std::chrono::seconds(60));
+  if (!r.exited) return {"snapstored check still running after 60 s"};
+  const auto start = r.output.find('{');
+  auto report = nlohmann::json::parse(start == std::string::npos ? "" : r.output.substr(start), nullptr, false);
+  if (report.is_discarded() || !report.contains("problems")) return {"unreadable check report: " + r.output};
+  return report["problems"].get<std::vector<std::string>>();
 }
 
 }  // namespace snapstore::integration

@@ -153,6 +153,13 @@ struct RunResult {
 RunResult run_snapstored(const std::vector<std::string>& args, const std::filesystem::path& dir,
                          std::chrono::milliseconds timeout = 10s);
 
+// `snapstored check --json` on a pool whose daemon died: the problems it reports that no
+// crash explains (a superblock copy or log record half written is what a crash leaves, and
+// the next writable open repairs it). Empty when the pool holds no damage; a failure to run
+// check or to read its report is reported as a problem too.
+std::vector<std::string> damage_after_crash(const std::filesystem::path& dir,
+                                            const std::filesystem::path& pool);
+
 // One line of JSON over the control socket; nullopt if no full line came back in time.
 std::optional<std::string> control_request(const std::filesystem::path& socket,
                                            const std::string& line,
