@@ -362,11 +362,7 @@ Status Pool::unmap_blocks(std::uint64_t volume, std::uint64_t first, std::uint64
 Status Pool::unmap_blocks_locked(std::uint64_t volume, std::uint64_t first, std::uint64_t end) {
   auto v = volume_state(volume);
   if (!v) return v.status();
-  tm_->set_use_reserve(true);  // unmapping gives space back: it may use the reserve
-  struct ReserveOff {
-    TransactionManager& tm;
-    ~ReserveOff() { tm.set_use_reserve(false); }
-  } reserve_off{*tm_};
+  ReserveScope reserve(*tm_);  // unmapping gives space back: it may use the reserve
   Status released = Status::ok();
   std::uint64_t removed = 0;
   auto root = mappings_->remove_range((*v)->record.mapping, first, end,
