@@ -29,6 +29,8 @@
 //     volume keeps its record, nameless, until the reclaim thread has released its tree
 //     in bounded steps (each under the metadata lock for a short while, inside ordinary
 //     transactions), so deletion returns at once and reclaim resumes after a restart.
+//     Reclaim only gives space back, so its steps may use the metadata reserve: it makes
+//     progress on a pool whose metadata is full (pool_reclaim.cpp says how far it may go).
 //  7. Every volume management call commits before it returns.
 //  8. flush() makes every write acknowledged before it durable, by appending the mapping
 //     changes since the last durable point to the intent log (intent_log.h) and flushing
@@ -256,8 +258,17 @@ class Pool {
   void mark_changed(std::uint64_t id, VolumeState& v);
   Status check_new_name(std::string_view name) const;
   Result<std::uint64_t> exclusive_blocks(const BlockPointer& node);
-  Status reclaim_step();
+  // Reclaim (pool_reclaim.cpp). A step releases part of one deleted tree; no_room: the
+  // metadata space has too little room above reclaim_floor() for a step until a commit.
+  enum class ReclaimStep { nothing_to_do, progressed, no_room };
+  Result<ReclaimStep> reclaim_step();
+  std::uint64_t reclaim_floor() const;
+  Result<std::uint64_t> record_removal_bound();
+  bool reclaim_should_commit();
+  Result<bool> reclaim_once();  // a step and the commits it needs; false: nothing to do
+  std::chrono::microseconds reclaim_round(std::chrono::microseconds& backoff);
   void reclaim_loop();
+  void wake_reclaim();  // work for reclaim (a delete, a rollback)
   Status sync(bool full);
   Status commit_locked();
   // Intent log (pool_log.cpp). append_log: true when the log made the changes durable
@@ -363,6 +374,7 @@ class Pool {
   bool stopping_ = false;
   std::thread timer_;
   std::condition_variable reclaim_cv_;
+  bool reclaim_wakeup_ = false;  // guarded by timer_mutex_ (wake_reclaim)
   std::thread reclaim_;
 };
 
