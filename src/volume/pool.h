@@ -22,6 +22,9 @@
 //     unmap after ENOSPC, can always complete. Data chunks also leave the metadata room to
 //     grow to about twice what is in use, so that one transaction can shadow all of it
 //     (metadata_room_to_keep): a full pool commits for want of data blocks, not metadata.
+//     A write larger than the free room goes in pieces with commits between them, so it
+//     needs room for a piece at a time, not for itself beside all it replaces (pool_io.cpp,
+//     write_blocks).
 //  5. Locking: one reader/writer metadata lock (lookups and data reads shared; space map
 //     and tree changes exclusive), plus striped locks that order concurrent writes to the
 //     same block region so read-modify-write of partial blocks never loses an update.
@@ -257,7 +260,10 @@ class Pool {
   // Marks a volume's record or tree changed in the open transaction.
   void mark_changed(std::uint64_t id, VolumeState& v);
   Status check_new_name(std::string_view name) const;
-  Result<std::uint64_t> exclusive_blocks(const BlockPointer& node);
+  // Data blocks with keys in [begin, end) under node that only this tree holds: reached
+  // through nodes of reference count 1, with a data reference count of 1.
+  Result<std::uint64_t> exclusive_blocks(const BlockPointer& node, std::uint64_t begin = 0,
+                                         std::uint64_t end = ~0ull);
   // Reclaim (pool_reclaim.cpp). A step releases part of one deleted tree; no_room: the
   // metadata space has too little room above reclaim_floor() for a step until a commit.
   enum class ReclaimStep { nothing_to_do, progressed, no_room };
@@ -290,7 +296,7 @@ class Pool {
   Status grow_metadata();
   Status grow_data();
   std::uint64_t metadata_room_to_keep() const;
-  Result<std::vector<std::uint64_t>> allocate_data(std::size_t count);
+  Result<std::vector<std::uint64_t>> allocate_some_data(std::size_t max);
   Status release_data(const std::vector<std::uint64_t>& blocks);
   Status ensure_metadata_headroom(std::uint64_t data_blocks);
   Status unmap_blocks(std::uint64_t volume, std::uint64_t first, std::uint64_t end);
@@ -299,7 +305,17 @@ class Pool {
                       std::vector<Mapped>& out);
   Status read_blocks_locked(VolumeState& v, std::uint64_t first, std::uint64_t count,
                             std::byte* out);
+  Status write_range(std::uint64_t volume, std::uint64_t offset,
+                     std::span<const std::byte> data);
+  Status unmap_range(std::uint64_t volume, std::uint64_t offset, std::uint64_t length,
+                     bool edges_required);
   Status write_blocks(std::uint64_t volume, std::uint64_t first, std::span<const std::byte> data);
+  Status check_room(std::uint64_t volume, std::uint64_t first, std::uint64_t count);
+  // Enters the write gate with the blocks it returns; the caller leaves it.
+  Result<std::vector<std::uint64_t>> take_data_blocks(std::size_t want);
+  Result<std::size_t> write_piece(std::uint64_t volume, std::uint64_t first,
+                                  std::span<const std::byte> data,
+                                  std::span<const std::uint64_t> sums);
   Status write_data_runs(const std::vector<std::uint64_t>& blocks, std::span<const std::byte> data);
   Status remap(std::uint64_t volume, std::uint64_t first, const std::vector<std::uint64_t>& blocks,
                std::span<const std::uint64_t> sums);
