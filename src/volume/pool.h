@@ -24,7 +24,7 @@
 //     (metadata_room_to_keep): a full pool commits for want of data blocks, not metadata.
 //     A write larger than the free room goes in pieces with commits between them, so it
 //     needs room for a piece at a time, not for itself beside all it replaces (pool_io.cpp,
-//     write_blocks).
+//     write_blocks). Every no_space answered to a client is logged, rate-limited.
 //  5. Locking: one reader/writer metadata lock (lookups and data reads shared; space map
 //     and tree changes exclusive), plus striped locks that order concurrent writes to the
 //     same block region so read-modify-write of partial blocks never loses an update.
@@ -56,6 +56,7 @@
 
 #include "btree/data_space_map.h"
 #include "volume/intent_log.h"
+#include "volume/rate_limit.h"
 #include "snapstore/volume.h"
 #include "volume/volume_record.h"
 
@@ -101,6 +102,9 @@ struct PoolOptions {
   bool early_commit = true;
   bool read_only = false;
   bool background_reclaim = true;  // false: only reclaim() releases deleted trees (tests)
+  // A write, unmap or write of zeroes refused for want of space is logged (a warning with
+  // the volume and the space left) at most once per interval; the rest are counted.
+  std::chrono::milliseconds no_space_log_interval{5000};
 };
 
 struct PoolStats {
@@ -309,6 +313,8 @@ class Pool {
                      std::span<const std::byte> data);
   Status unmap_range(std::uint64_t volume, std::uint64_t offset, std::uint64_t length,
                      bool edges_required);
+  Status report_no_space(Status st, std::uint64_t volume, std::string_view request,
+                         std::uint64_t offset, std::uint64_t length);
   Status write_blocks(std::uint64_t volume, std::uint64_t first, std::span<const std::byte> data);
   Status check_room(std::uint64_t volume, std::uint64_t first, std::uint64_t count);
   // Enters the write gate with the blocks it returns; the caller leaves it.
@@ -380,6 +386,7 @@ class Pool {
   mutable std::mutex failure_mutex_;
   Status failure_;
   std::array<std::mutex, 64> region_locks_;
+  RateLimit no_space_log_{options_.no_space_log_interval};  // report_no_space
   std::vector<std::byte> superblock_buffer_;  // commit's encoding buffer (commit_mutex_)
   // What this process last wrote to each device's slots (device * 2 + slot); empty until
   // the first write. A commit writes only the pages that differ.

@@ -1,4 +1,6 @@
 // Volume I/O on the pool: lookups, redirect-on-write, unmapping. See pool.h.
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -394,6 +396,28 @@ Status Pool::write(std::uint64_t volume, std::uint64_t offset, std::span<const s
   Status st = check_writable();
   if (st) st = write_range(volume, offset, data);
   if (st) st = commit_if_needed(fua);
+  return report_no_space(st, volume, "write", offset, data.size());
+}
+
+// Logs a no_space answer to a client (rate-limited: no_space_log_) with what the pool
+// has left, and returns it unchanged; any other status passes through silently.
+Status Pool::report_no_space(Status st, std::uint64_t volume, std::string_view request,
+                             std::uint64_t offset, std::uint64_t length) {
+  if (st.code() != errc::no_space) return st;
+  std::uint64_t suppressed = 0;
+  if (!no_space_log_.allow(suppressed)) return st;
+  std::shared_lock meta(meta_mutex_);
+  auto v = volumes_.find(volume);
+  const std::string name =
+      v == volumes_.end() ? std::to_string(volume) : "'" + v->second.record.name + "'";
+  const std::string held_back =
+      suppressed ? fmt::format(" ({} more refused since the last report)", suppressed) : "";
+  spdlog::warn(
+      "volume {}: {} of {} bytes at {} refused for want of space ({}); data blocks: {} free, "
+      "{} available of {}, {} waiting for a commit; metadata blocks: {} free of {}{}",
+      name, request, length, offset, st.message(), data_sm_->nr_free(), data_blocks_available(),
+      data_sm_->nr_blocks(), data_sm_->nr_released(), metadata_sm_->nr_free(),
+      metadata_sm_->nr_blocks(), held_back);
   return st;
 }
 
@@ -452,7 +476,7 @@ Status Pool::unmap(std::uint64_t volume, std::uint64_t offset, std::uint64_t len
   Status st = check_writable();
   if (st) st = unmap_range(volume, offset, length, edges_required);
   if (st) st = commit_if_needed(fua);
-  return st;
+  return report_no_space(st, volume, "unmap", offset, length);
 }
 
 // Unmaps under the region locks of the range's ends, without a commit.
@@ -492,7 +516,7 @@ Status Pool::write_zeroes(std::uint64_t volume, std::uint64_t offset, std::uint6
     done += step;
   }
   if (st) st = commit_if_needed(fua);
-  return st;
+  return report_no_space(st, volume, "write of zeroes", offset, length);
 }
 
 Result<std::vector<Extent>> Pool::block_status(std::uint64_t volume, std::uint64_t offset,

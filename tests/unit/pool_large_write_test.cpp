@@ -1,8 +1,9 @@
 // The largest requests (pool.h invariant 4): a single write as large as the daemon
 // advertises (32 MiB) succeeds on a pool that has the room once the blocks it replaces
-// come back, even when the pool has less free room than the request; and a pool that
-// really is full refuses it cleanly.
+// come back, even when the pool has less free room than the request; a pool that really
+// is full refuses it cleanly; and every refusal is logged, rate-limited.
 #include <gtest/gtest.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
 
 #include <thread>
@@ -53,7 +54,8 @@ class PoolLargeWriteTest : public PoolFixture {
   void overwrite(std::uint64_t offset, std::uint64_t length, std::uint64_t seed) {
     const PoolStats before = pool_->stats();
     ASSERT_NO_FATAL_FAILURE(write_model(offset, pattern(length, seed)))
-        << "data blocks free " << before.data_blocks_free << ", available " << before.data_blocks_available;
+        << "data blocks free " << before.data_blocks_free << ", available "
+        << before.data_blocks_available;
     ASSERT_NO_FATAL_FAILURE(write_model(offset + 1000, pattern(length - 2000, seed + 1)));
     expect_model();
   }
@@ -76,12 +78,13 @@ TEST_F(PoolLargeWriteTest, OverwriteLargerThanTheFreeRoomOnTheSmallestPool) {
   ASSERT_NO_FATAL_FAILURE(write_model(0, pattern(length, 5)));
   ASSERT_TRUE(pool_->commit());
   const PoolStats room = pool_->stats();
-  std::printf("smallest pool: %llu MiB device, %llu KiB origin, %llu data blocks in all; "
-              "a %llu KiB overwrite with %llu blocks free\n",
-              static_cast<unsigned long long>(smallest_device / mib),
-              static_cast<unsigned long long>(model_.size() >> 10),
-              static_cast<unsigned long long>(capacity), static_cast<unsigned long long>(length >> 10),
-              static_cast<unsigned long long>(room.data_blocks_available));
+  std::printf(
+      "smallest pool: %llu MiB device, %llu KiB origin, %llu data blocks in all; "
+      "a %llu KiB overwrite with %llu blocks free\n",
+      static_cast<unsigned long long>(smallest_device / mib),
+      static_cast<unsigned long long>(model_.size() >> 10),
+      static_cast<unsigned long long>(capacity), static_cast<unsigned long long>(length >> 10),
+      static_cast<unsigned long long>(room.data_blocks_available));
   ASSERT_LT(room.data_blocks_available * bs, length);
   ASSERT_NO_FATAL_FAILURE(overwrite(0, length, 7));
   ASSERT_NO_FATAL_FAILURE(expect_clean_across_reopen());
@@ -139,12 +142,33 @@ TEST_F(PoolLargeWriteTest, EdgesOfAnUnmapFitOnAFullPool) {
   ASSERT_NO_FATAL_FAILURE(expect_clean_across_reopen());
 }
 
+// spdlog's default logger writes into a ring buffer while it lives.
+class CapturedLog {
+ public:
+  CapturedLog() : sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(64)) {
+    previous_ = spdlog::default_logger();
+    auto logger = std::make_shared<spdlog::logger>("captured", sink_);
+    logger->set_level(spdlog::level::warn);
+    spdlog::set_default_logger(logger);
+  }
+  ~CapturedLog() { spdlog::set_default_logger(previous_); }
+  std::vector<std::string> lines() { return sink_->last_formatted(); }
+
+ private:
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
+  std::shared_ptr<spdlog::logger> previous_;
+};
+
 // A pool that really is full: a snapshot holds every block the origin had, and the
 // blocks written since took the rest. A 32 MiB overwrite of a range the snapshot shares
-// is refused at once: nothing written, nothing leaked, the pool writable.
-TEST_F(PoolLargeWriteTest, RealNoSpaceFailsCleanly) {
+// is refused at once (nothing written, nothing leaked, the pool writable), and the
+// refusals are logged with the volume and the space left, one line per interval with a
+// count of those held back.
+TEST_F(PoolLargeWriteTest, RealNoSpaceFailsCleanlyAndIsLoggedRateLimited) {
+  PoolOptions options = quiet_options();
+  options.no_space_log_interval = std::chrono::milliseconds(300);
   const std::uint64_t origin = 80 * mib;
-  ASSERT_NO_FATAL_FAILURE(format_and_open(pool_file_size_for(origin), origin));
+  ASSERT_NO_FATAL_FAILURE(format_and_open(pool_file_size_for(origin), origin, options));
   ASSERT_NO_FATAL_FAILURE(write_origin_once());
   ASSERT_TRUE(pool_->create_snapshot("origin", "holder", true));
   const std::vector<std::byte> held = model_;
@@ -156,19 +180,32 @@ TEST_F(PoolLargeWriteTest, RealNoSpaceFailsCleanly) {
   }
   ASSERT_LT(filled, origin - largest_request);
   ASSERT_TRUE(pool_->commit());
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));  // the fill's refusal was logged
   const PoolStats before = pool_->stats();
   const std::uint64_t device_writes = device_->write_count();
+  CapturedLog log;
   const std::vector<std::byte> data = pattern(largest_request, 3);
   const std::uint64_t shared = origin - largest_request;  // a range only the snapshot's blocks map
-  for (std::uint64_t offset : {shared, shared + 1}) {
-    Status st = pool_->write(origin_, offset, data, false);
+  for (int i = 0; i < 5; ++i) {
+    Status st = pool_->write(origin_, shared, data, false);
     EXPECT_EQ(st.code(), errc::no_space) << st.to_string();
   }
   EXPECT_EQ(pool_->write_zeroes(origin_, shared, largest_request, false).code(), errc::no_space);
   EXPECT_EQ(device_->write_count(), device_writes) << "a refused request reached the device";
+  ASSERT_EQ(log.lines().size(), 1u) << "refusals within the interval are not held back";
+  const std::string line = log.lines()[0];
+  std::printf("logged: %s", line.c_str());
+  for (const char* part :
+       {"'origin'", "write", "33554432", "data blocks", "free", "available", "metadata"})
+    EXPECT_NE(line.find(part), std::string::npos) << part << " missing from: " << line;
+  std::this_thread::sleep_for(std::chrono::milliseconds(350));
+  EXPECT_EQ(pool_->write(origin_, shared + 1, data, false).code(), errc::no_space);
+  ASSERT_EQ(log.lines().size(), 2u);
+  EXPECT_NE(log.lines()[1].find("5 more refused"), std::string::npos) << log.lines()[1];
   EXPECT_FALSE(pool_->read_only()) << pool_->failure().to_string();
   ASSERT_TRUE(pool_->commit());
-  EXPECT_EQ(pool_->stats().data_blocks_free, before.data_blocks_free) << "refused writes kept blocks";
+  EXPECT_EQ(pool_->stats().data_blocks_free, before.data_blocks_free)
+      << "refused writes kept blocks";
   expect_model();
   auto holder = pool_->find_volume("holder");
   ASSERT_TRUE(holder);
@@ -196,11 +233,13 @@ TEST_F(PoolLargeWriteTest, AWriteFailingPartWayLeavesEachBlockOldOrNew) {
   for (std::uint64_t off = 0; off < largest_request; off += bs) {
     const bool is_new = std::equal(out.begin() + off, out.begin() + off + bs, data.begin() + off);
     const bool is_old = std::equal(out.begin() + off, out.begin() + off + bs, model_.begin() + off);
-    ASSERT_TRUE(is_new || is_old) << "block " << off / bs << " holds neither its old nor its new data";
+    ASSERT_TRUE(is_new || is_old) << "block " << off / bs
+                                  << " holds neither its old nor its new data";
     updated += is_new ? 1 : 0;
   }
   std::printf("on the edge: %s, %llu of %llu blocks new\n", st.to_string().c_str(),
-              static_cast<unsigned long long>(updated), static_cast<unsigned long long>(largest_request / bs));
+              static_cast<unsigned long long>(updated),
+              static_cast<unsigned long long>(largest_request / bs));
   EXPECT_TRUE(st.is_ok() || !pool_->read_only());
   close();
   expect_clean();
