@@ -1,7 +1,8 @@
 // The largest requests (pool.h invariant 4): a single write as large as the daemon
-// advertises (32 MiB) succeeds on a pool that has the room once the blocks it replaces
-// come back, even when the pool has less free room than the request; a pool that really
-// is full refuses it cleanly; and every refusal is logged, rate-limited.
+// advertises (32 MiB), or a write of zeroes, succeeds on a pool that has the room once
+// the blocks it replaces come back, even when the pool has less free room than the
+// request; a pool that really is full refuses it cleanly; and every refusal is logged,
+// rate-limited.
 #include <gtest/gtest.h>
 #include <spdlog/sinks/ringbuffer_sink.h>
 #include <spdlog/spdlog.h>
@@ -59,6 +60,35 @@ class PoolLargeWriteTest : public PoolFixture {
     ASSERT_NO_FATAL_FAILURE(write_model(offset + 1000, pattern(length - 2000, seed + 1)));
     expect_model();
   }
+  // With a snapshot holding every block of the origin the pool has no room beside them,
+  // or barely: one 32 MiB overwrite may succeed or fail part-way. Either way each block of
+  // the range holds its old or its new data, the snapshot is intact, the pool writable.
+  void overwrite_beside_a_snapshot() {
+    ASSERT_TRUE(pool_->create_snapshot("origin", "holder", true));
+    const std::vector<std::byte> data = pattern(largest_request, 3);
+    Status st = pool_->write(origin_, 0, data, false);
+    EXPECT_TRUE(st.is_ok() || st.code() == errc::no_space) << st.to_string();
+    EXPECT_FALSE(pool_->read_only()) << pool_->failure().to_string();
+    std::vector<std::byte> out(largest_request);
+    ASSERT_TRUE(pool_->read(origin_, 0, out));
+    std::uint64_t updated = 0;
+    for (std::uint64_t off = 0; off < largest_request; off += bs) {
+      const auto block = out.begin() + static_cast<long>(off);
+      const bool is_new = std::equal(block, block + bs, data.begin() + static_cast<long>(off));
+      const bool is_old = std::equal(block, block + bs, model_.begin() + static_cast<long>(off));
+      ASSERT_TRUE(is_new || is_old)
+          << "block " << off / bs << " holds neither its old nor its new data";
+      updated += is_new ? 1 : 0;
+    }
+    std::printf("beside a snapshot: %s, %llu of %llu blocks new\n", st.to_string().c_str(),
+                static_cast<unsigned long long>(updated),
+                static_cast<unsigned long long>(largest_request / bs));
+    auto holder = pool_->find_volume("holder");
+    ASSERT_TRUE(holder);
+    std::vector<std::byte> held(model_.size());
+    ASSERT_TRUE(pool_->read(holder->id, 0, held));
+    EXPECT_TRUE(held == model_) << "the snapshot changed";
+  }
   // Commits, checks nothing leaked, closes, checks the pool offline, and reopens it.
   void expect_clean_across_reopen() {
     ASSERT_TRUE(pool_->commit());
@@ -70,8 +100,10 @@ class PoolLargeWriteTest : public PoolFixture {
 
 // The smallest pool format makes. Its origin is larger than its data space, so the
 // request is two thirds of the data space, written once and then overwritten in one
-// request while only a third is free.
-TEST_F(PoolLargeWriteTest, OverwriteLargerThanTheFreeRoomOnTheSmallestPool) {
+// request while only a third is free; then the same range gets allocated zeroes in one
+// request; then, with the pool full to the last block, an unaligned unmap that must zero
+// its edges (a WRITE_ZEROES that may unmap) makes room for the edges itself.
+TEST_F(PoolLargeWriteTest, RequestsLargerThanTheFreeRoomOnTheSmallestPool) {
   ASSERT_NO_FATAL_FAILURE(new_pool(smallest_device));
   const std::uint64_t capacity = pool_->stats().data_blocks_available;
   const std::uint64_t length = std::min<std::uint64_t>(capacity * 2 / 3 * bs, model_.size());
@@ -87,12 +119,32 @@ TEST_F(PoolLargeWriteTest, OverwriteLargerThanTheFreeRoomOnTheSmallestPool) {
       static_cast<unsigned long long>(room.data_blocks_available));
   ASSERT_LT(room.data_blocks_available * bs, length);
   ASSERT_NO_FATAL_FAILURE(overwrite(0, length, 7));
+  ASSERT_TRUE(pool_->commit());
+  Status st = pool_->write_zeroes(origin_, 0, length, false);
+  ASSERT_TRUE(st) << st.to_string();
+  std::fill_n(model_.begin(), length, std::byte{0});
+  ASSERT_NO_FATAL_FAILURE(expect_clean_across_reopen());
+  // Edges with data, then every last block taken, by single blocks after the range.
+  ASSERT_NO_FATAL_FAILURE(write_model(0, pattern(bs, 70)));
+  ASSERT_NO_FATAL_FAILURE(write_model(length - bs, pattern(bs, 71)));
+  for (std::uint64_t off = length; off < model_.size(); off += bs) {
+    const std::vector<std::byte> b = pattern(bs, off);
+    if (!pool_->write(origin_, off, b, false)) break;
+    std::copy(b.begin(), b.end(), model_.begin() + static_cast<long>(off));
+  }
+  ASSERT_TRUE(pool_->commit());
+  ASSERT_EQ(pool_->stats().data_blocks_available, 0u);
+  st = pool_->unmap(origin_, 100, length - 200, false, /*edges_required=*/true);
+  ASSERT_TRUE(st) << st.to_string();
+  std::fill_n(model_.begin() + 100, length - 200, std::byte{0});
+  expect_model();
   ASSERT_NO_FATAL_FAILURE(expect_clean_across_reopen());
 }
 
 // The report: new pools of 50 to 80 MiB origins, and the smallest default pool that
 // holds a 32 MiB request (a 32 MiB origin). After the origin is written once, one 32 MiB
-// overwrite, then the same unaligned, then 32 MiB of allocated zeroes.
+// overwrite, then the same unaligned, then 32 MiB of allocated zeroes, then a FUA write;
+// last, one beside a snapshot that holds what it replaces.
 class PoolLargeWriteSizesTest : public PoolLargeWriteTest,
                                 public ::testing::WithParamInterface<std::uint64_t> {};
 
@@ -117,30 +169,13 @@ TEST_P(PoolLargeWriteSizesTest, LargestRequestOverwritesAWrittenOrigin) {
   ASSERT_TRUE(st) << st.to_string();
   std::copy(data.begin(), data.end(), model_.begin());
   ASSERT_NO_FATAL_FAILURE(expect_clean_across_reopen());
+  ASSERT_NO_FATAL_FAILURE(overwrite_beside_a_snapshot());
+  close();
+  expect_clean();
 }
 
 INSTANTIATE_TEST_SUITE_P(OriginMiB, PoolLargeWriteSizesTest, ::testing::Values(32, 50, 64, 80),
                          [](const auto& info) { return std::to_string(info.param) + "MiB"; });
-
-// An unaligned trim that must zero its edges (WRITE_ZEROES that may unmap) on a pool with
-// no data block free: the whole blocks it unmaps make room for the edges.
-TEST_F(PoolLargeWriteTest, EdgesOfAnUnmapFitOnAFullPool) {
-  ASSERT_NO_FATAL_FAILURE(new_pool(pool_file_size_for(50 * mib)));
-  ASSERT_NO_FATAL_FAILURE(write_origin_once());
-  // Take every block left with a snapshot holding the old ones, then free its copy.
-  ASSERT_TRUE(pool_->create_snapshot("origin", "hold", false));
-  std::uint64_t filled = 0;
-  while (pool_->write(origin_, filled, pattern(mib, 500 + filled / mib), false)) filled += mib;
-  ASSERT_TRUE(pool_->delete_volume("hold"));
-  ASSERT_TRUE(pool_->reclaim());
-  ASSERT_NO_FATAL_FAILURE(write_origin_once());  // the model again; nothing free after
-  const std::uint64_t offset = 3 * mib + 100, length = largest_request;
-  Status st = pool_->unmap(origin_, offset, length, false, /*edges_required=*/true);
-  ASSERT_TRUE(st) << st.to_string();
-  std::fill_n(model_.begin() + static_cast<long>(offset), length, std::byte{0});
-  expect_model();
-  ASSERT_NO_FATAL_FAILURE(expect_clean_across_reopen());
-}
 
 // spdlog's default logger writes into a ring buffer while it lives.
 class CapturedLog {
@@ -212,35 +247,6 @@ TEST_F(PoolLargeWriteTest, RealNoSpaceFailsCleanlyAndIsLoggedRateLimited) {
   std::vector<std::byte> out(origin);
   ASSERT_TRUE(pool_->read(holder->id, 0, out));
   EXPECT_TRUE(out == held) << "the snapshot changed";
-  close();
-  expect_clean();
-}
-
-// A request on the edge: free room for about all of it, but a snapshot holds the blocks it
-// replaces and the metadata must grow for it. It may succeed or fail part-way; either way
-// every block of the range holds its old or its new data, and nothing leaks.
-TEST_F(PoolLargeWriteTest, AWriteFailingPartWayLeavesEachBlockOldOrNew) {
-  const std::uint64_t origin = 50 * mib;
-  ASSERT_NO_FATAL_FAILURE(format_and_open(pool_file_size_for(origin), origin));
-  ASSERT_NO_FATAL_FAILURE(write_origin_once());
-  ASSERT_TRUE(pool_->create_snapshot("origin", "holder", true));
-  const std::vector<std::byte> data = pattern(largest_request, 3);
-  Status st = pool_->write(origin_, 0, data, false);
-  EXPECT_TRUE(st.is_ok() || st.code() == errc::no_space) << st.to_string();
-  std::vector<std::byte> out(largest_request);
-  ASSERT_TRUE(pool_->read(origin_, 0, out));
-  std::uint64_t updated = 0;
-  for (std::uint64_t off = 0; off < largest_request; off += bs) {
-    const bool is_new = std::equal(out.begin() + off, out.begin() + off + bs, data.begin() + off);
-    const bool is_old = std::equal(out.begin() + off, out.begin() + off + bs, model_.begin() + off);
-    ASSERT_TRUE(is_new || is_old) << "block " << off / bs
-                                  << " holds neither its old nor its new data";
-    updated += is_new ? 1 : 0;
-  }
-  std::printf("on the edge: %s, %llu of %llu blocks new\n", st.to_string().c_str(),
-              static_cast<unsigned long long>(updated),
-              static_cast<unsigned long long>(largest_request / bs));
-  EXPECT_TRUE(st.is_ok() || !pool_->read_only());
   close();
   expect_clean();
 }
