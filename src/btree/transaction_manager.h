@@ -65,4 +65,18 @@ class TransactionManager {
   bool use_reserve_ = false;
 };
 
+// Lets allocations dip into the metadata reserve while it lives (set_use_reserve), for
+// operations that give space back. The caller holds the metadata lock exclusively for
+// the scope's whole life; scopes do not nest.
+class ReserveScope {
+ public:
+  explicit ReserveScope(TransactionManager& tm) : tm_(tm) { tm_.set_use_reserve(true); }
+  ~ReserveScope() { tm_.set_use_reserve(false); }
+  ReserveScope(const ReserveScope&) = delete;
+  ReserveScope& operator=(const ReserveScope&) = delete;
+
+ private:
+  TransactionManager& tm_;
+};
+
 }  // namespace snapstore

@@ -22,6 +22,9 @@
 //     unmap after ENOSPC, can always complete. Data chunks also leave the metadata room to
 //     grow to about twice what is in use, so that one transaction can shadow all of it
 //     (metadata_room_to_keep): a full pool commits for want of data blocks, not metadata.
+//     A write larger than the free room goes in pieces with commits between them, so it
+//     needs room for a piece at a time, not for itself beside all it replaces (pool_io.cpp,
+//     write_blocks). Every no_space answered to a client is logged, rate-limited.
 //  5. Locking: one reader/writer metadata lock (lookups and data reads shared; space map
 //     and tree changes exclusive), plus striped locks that order concurrent writes to the
 //     same block region so read-modify-write of partial blocks never loses an update.
@@ -29,6 +32,8 @@
 //     volume keeps its record, nameless, until the reclaim thread has released its tree
 //     in bounded steps (each under the metadata lock for a short while, inside ordinary
 //     transactions), so deletion returns at once and reclaim resumes after a restart.
+//     Reclaim only gives space back, so its steps may use the metadata reserve: it makes
+//     progress on a pool whose metadata is full (pool_reclaim.cpp says how far it may go).
 //  7. Every volume management call commits before it returns.
 //  8. Every change (write, trim, zeroing) is in an intent log record (intent_log.h) before
 //     it is acknowledged, so the death of the process loses none; flush() makes every
@@ -53,6 +58,7 @@
 #include "btree/data_space_map.h"
 #include "store/superblock_set.h"
 #include "volume/intent_log.h"
+#include "volume/rate_limit.h"
 #include "snapstore/volume.h"
 #include "volume/volume_record.h"
 
@@ -98,6 +104,9 @@ struct PoolOptions {
   bool early_commit = true;
   bool read_only = false;
   bool background_reclaim = true;  // false: only reclaim() releases deleted trees (tests)
+  // A write, unmap or write of zeroes refused for want of space is logged (a warning with
+  // the volume and the space left) at most once per interval; the rest are counted.
+  std::chrono::milliseconds no_space_log_interval{5000};
 };
 
 struct PoolStats {
@@ -267,9 +276,21 @@ class Pool {
   // Marks a volume's record or tree changed in the open transaction.
   void mark_changed(std::uint64_t id, VolumeState& v);
   Status check_new_name(std::string_view name) const;
-  Result<std::uint64_t> exclusive_blocks(const BlockPointer& node);
-  Status reclaim_step();
+  // Data blocks with keys in [begin, end) under node that only this tree holds: reached
+  // through nodes of reference count 1, with a data reference count of 1.
+  Result<std::uint64_t> exclusive_blocks(const BlockPointer& node, std::uint64_t begin = 0,
+                                         std::uint64_t end = ~0ull);
+  // Reclaim (pool_reclaim.cpp). A step releases part of one deleted tree; no_room: the
+  // metadata space has too little room above reclaim_floor() for a step until a commit.
+  enum class ReclaimStep { nothing_to_do, progressed, no_room };
+  Result<ReclaimStep> reclaim_step();
+  std::uint64_t reclaim_floor() const;
+  Result<std::uint64_t> record_removal_bound();
+  bool reclaim_should_commit();
+  Result<bool> reclaim_once();  // a step and the commits it needs; false: nothing to do
+  std::chrono::microseconds reclaim_round(std::chrono::microseconds& backoff);
   void reclaim_loop();
+  void wake_reclaim();  // work for reclaim (a delete, a rollback)
   Status sync(bool full);
   Status commit_locked();
   // Intent log (pool_log.cpp). log_map/log_unmap record a mapping change (metadata lock
@@ -305,7 +326,7 @@ class Pool {
   void took_chunk(const Chunk& chunk);
   Status grow_data();
   std::uint64_t metadata_room_to_keep() const;
-  Result<std::vector<std::uint64_t>> allocate_data(std::size_t count);
+  Result<std::vector<std::uint64_t>> allocate_some_data(std::size_t max);
   Status release_data(const std::vector<std::uint64_t>& blocks);
   Status ensure_metadata_headroom(std::uint64_t data_blocks);
   Status unmap_blocks(std::uint64_t volume, std::uint64_t first, std::uint64_t end);
@@ -314,7 +335,19 @@ class Pool {
                       std::vector<Mapped>& out);
   Status read_blocks_locked(VolumeState& v, std::uint64_t first, std::uint64_t count,
                             std::byte* out);
+  Status write_range(std::uint64_t volume, std::uint64_t offset,
+                     std::span<const std::byte> data);
+  Status unmap_range(std::uint64_t volume, std::uint64_t offset, std::uint64_t length,
+                     bool edges_required);
+  Status report_no_space(Status st, std::uint64_t volume, std::string_view request,
+                         std::uint64_t offset, std::uint64_t length);
   Status write_blocks(std::uint64_t volume, std::uint64_t first, std::span<const std::byte> data);
+  Status check_room(std::uint64_t volume, std::uint64_t first, std::uint64_t count);
+  // Enters the write gate with the blocks it returns; the caller leaves it.
+  Result<std::vector<std::uint64_t>> take_data_blocks(std::size_t want);
+  Result<std::size_t> write_piece(std::uint64_t volume, std::uint64_t first,
+                                  std::span<const std::byte> data,
+                                  std::span<const std::uint64_t> sums);
   Status write_data_runs(const std::vector<std::uint64_t>& blocks, std::span<const std::byte> data);
   Status remap(std::uint64_t volume, std::uint64_t first, const std::vector<std::uint64_t>& blocks,
                std::span<const std::uint64_t> sums);
@@ -390,12 +423,14 @@ class Pool {
   std::unique_ptr<SuperblockWriter> sb_writer_;  // used under commit_mutex_
   std::vector<std::string> open_problems_;        // constant after open
   std::string read_only_reason_;                  // constant after open
+  RateLimit no_space_log_{options_.no_space_log_interval};  // report_no_space
 
   std::mutex timer_mutex_;
   std::condition_variable timer_cv_;
   bool stopping_ = false;
   std::thread timer_;
   std::condition_variable reclaim_cv_;
+  bool reclaim_wakeup_ = false;  // guarded by timer_mutex_ (wake_reclaim)
   std::thread reclaim_;
 };
 

@@ -98,6 +98,9 @@ Status Pool::commit_locked() {
   std::unique_lock meta(meta_mutex_);
   if (!dirty_) return Status::ok();
   const std::uint64_t gen = tm_->generation();
+  // The commit may use the metadata reserve throughout (MetadataSpaceMap invariant 3):
+  // sealing the volume table and the data space map's index shadows their paths too.
+  ReserveScope reserve(*tm_);
   // A pool formatted before the intent log existed gets it with this commit.
   if (!options_.read_only) superblock_.incompat_features |= incompat_intent_log;
   // Phase 0: fold in-memory state into trees, then seal every tree bottom-up.

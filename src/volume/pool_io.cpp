@@ -1,4 +1,6 @@
 // Volume I/O on the pool: lookups, redirect-on-write, unmapping. See pool.h.
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <cstring>
 
@@ -9,6 +11,12 @@ namespace snapstore {
 namespace {
 
 constexpr std::uint64_t blocks_per_region = 256;
+// The most a write maps in one piece (write_blocks). The metadata headroom a piece asks
+// for grows with it (ensure_metadata_headroom), and asking for a whole 32 MiB request's
+// worth at once grew the metadata space of a new pool by two chunks that data could
+// never use again (measured on 50 to 80 MiB origins: 256 -> 768 metadata blocks, against
+// 256 -> 512 in 8 MiB pieces, with fewer commits).
+constexpr std::uint64_t max_piece_bytes = 8 << 20;
 
 }  // namespace
 
@@ -113,13 +121,19 @@ Status Pool::read(std::uint64_t volume, std::uint64_t offset, std::span<std::byt
   return Status::ok();
 }
 
-Result<std::vector<std::uint64_t>> Pool::allocate_data(std::size_t count) {
+// Takes up to `max` free data blocks, at least one, growing the data space when it runs
+// out and the devices allow; no_space when there is not one. Metadata lock held
+// exclusively.
+Result<std::vector<std::uint64_t>> Pool::allocate_some_data(std::size_t max) {
   std::vector<std::uint64_t> got;
-  while (got.size() < count) {
+  while (got.size() < max) {
     if (data_sm_->nr_free() == 0 && !grow_data().is_ok()) break;
-    auto more = data_sm_->allocate(count - got.size());
+    auto more = data_sm_->allocate(max - got.size());
     if (!more) {
       if (more.status().code() != errc::no_space) {
+        // Given back, but only reusable after a commit: mark the pool changed so the
+        // next flush commits and frees them.
+        if (!got.empty()) dirty_ = true;
         (void)release_data(got);
         return more.status();
       }
@@ -128,13 +142,7 @@ Result<std::vector<std::uint64_t>> Pool::allocate_data(std::size_t count) {
     }
     got.insert(got.end(), more->begin(), more->end());
   }
-  if (got.size() < count) {
-    // Given back, but only reusable after a commit: mark the pool changed so the next
-    // flush commits and frees them.
-    if (!got.empty()) dirty_ = true;
-    (void)release_data(got);
-    return no_space("the pool is full");
-  }
+  if (got.empty()) return no_space("the pool is full");
   dirty_ = true;
   request_early_commit_if_short();
   return got;
@@ -239,57 +247,113 @@ Status Pool::map_blocks_locked(std::uint64_t volume, VolumeState& v, std::uint64
   return Status::ok();
 }
 
-// Writes whole blocks: checksum them, allocate, write the data out of place, then switch
-// the mapping.
+// Fails a write of `count` blocks at `first` at once, before anything is written, when
+// it could not fit even once every block it replaces had come back: when the pool has no
+// block to start with (available now, or released in the open transaction and free at
+// its commit), or fewer than `count` counting those of the range that only this volume
+// holds (the write itself releases them). This is advisory: concurrent writes may still
+// take the room meanwhile, or the metadata space grow into it, and the write then fails
+// part-way, each of its blocks holding its old or its new data.
+Status Pool::check_room(std::uint64_t volume, std::uint64_t first, std::uint64_t count) {
+  std::shared_lock meta(meta_mutex_);
+  const std::uint64_t coming = data_blocks_available() + data_sm_->nr_released();
+  if (count <= coming) return Status::ok();
+  auto v = volume_state(volume);
+  if (!v) return v.status();
+  auto replaced = exclusive_blocks((*v)->record.mapping, first, first + count);
+  if (!replaced) return replaced.status();
+  if (coming > 0 && count <= coming + *replaced) return Status::ok();
+  return no_space("the pool is full: the write needs " + std::to_string(count) + " data blocks; " +
+                  std::to_string(coming) + " are free or come back at the next commit, and " +
+                  std::to_string(*replaced) + " of those it replaces would come back");
+}
+
+// Takes between 1 and `want` data blocks for a write and enters the write gate with them
+// (the caller leaves it once they are mapped or given back): all `want` when there are
+// that many (up to max_piece_bytes), else what there is. With none free it commits,
+// which gives back what writes released (this write's earlier pieces among them), and
+// tries again: at most once after a commit of its own (after another thread's commit it
+// just tries again).
+Result<std::vector<std::uint64_t>> Pool::take_data_blocks(std::size_t want) {
+  const std::uint32_t bs = superblock_.data_block_size;
+  bool committed = false;
+  for (int attempt = 0;; ++attempt) {
+    Status st = Status::ok();
+    std::uint64_t commits_seen = 0;
+    write_gate_.enter();
+    {
+      std::unique_lock meta(meta_mutex_);
+      commits_seen = commits_;
+      // The metadata room a piece asks for is for the blocks it can take, not for the
+      // whole request: growing the metadata for more takes device space from the data.
+      const std::uint64_t most = std::max<std::uint64_t>(max_piece_bytes / bs, 1);
+      const std::uint64_t room = std::max<std::uint64_t>(data_blocks_available(), 1);
+      const auto piece = static_cast<std::size_t>(std::min({std::uint64_t{want}, most, room}));
+      st = ensure_metadata_headroom(piece);
+      if (st) {
+        auto got = allocate_some_data(piece);
+        if (got) return got;
+        st = got.status();
+      }
+    }
+    write_gate_.leave();
+    if (st.code() != errc::no_space || committed || attempt >= max_room_attempts) return st;
+    auto made = make_room(commits_seen);
+    if (!made) return made.status();
+    committed = *made;
+  }
+}
+
+// Writes a prefix of whole blocks out of place: takes up to data.size() / bs blocks,
+// writes that many leading blocks of `data` to them, then maps them (releasing the blocks
+// they replace). Returns how many blocks it wrote.
+Result<std::size_t> Pool::write_piece(std::uint64_t volume, std::uint64_t first,
+                                      std::span<const std::byte> data,
+                                      std::span<const std::uint64_t> sums) {
+  const std::uint32_t bs = superblock_.data_block_size;
+  auto blocks = take_data_blocks(data.size() / bs);
+  if (!blocks) return blocks.status();
+  struct GatePass {  // from taking the blocks until they are mapped (or given back)
+    WriteGate& gate;
+    ~GatePass() { gate.leave(); }
+  } pass{write_gate_};
+  const std::size_t n = blocks->size();
+  Status io = write_data_runs(*blocks, data.first(n * bs));
+  if (!io) {
+    std::unique_lock meta(meta_mutex_);
+    (void)release_data(*blocks);
+    return io;
+  }
+  SNAPSTORE_RETURN_IF_ERROR(remap(volume, first, *blocks, sums.first(n)));
+  return n;
+}
+
+// Writes whole blocks: checksums them, then writes and maps them in pieces.
+//
+// Redirect-on-write needs a new block for every block written, and the blocks a write
+// replaces come back only at the next commit. So a request goes in pieces: each piece
+// takes as many blocks as are free, up to 8 MiB (max_piece_bytes), and is mapped before
+// the next one takes its blocks, and when none are free a commit gives back what the
+// earlier pieces replaced. A request then needs room
+// for a piece at a time, not for all of itself beside all it replaces. Keeping room for
+// the largest request instead (32 MiB) would cost every pool that much space, and more
+// than the whole data space of the smallest ones. A crash between pieces leaves some
+// blocks of the request new and some old (NBD allows it); each block is old or new
+// whole, and the write gate keeps blocks taken but not yet mapped out of every commit.
 Status Pool::write_blocks(std::uint64_t volume, std::uint64_t first, std::span<const std::byte> data) {
   const std::uint32_t bs = superblock_.data_block_size;
   const std::size_t count = data.size() / bs;
   // Checksums first, while the request's bytes are still in this core's cache.
   std::vector<std::uint64_t> sums(count);
   for (std::size_t i = 0; i < count; ++i) sums[i] = data_checksum(data.subspan(i * bs, bs));
-  std::vector<std::uint64_t> blocks;
-  struct GatePass {  // from taking the blocks until they are mapped (or given back)
-    WriteGate* gate = nullptr;
-    ~GatePass() {
-      if (gate) gate->leave();
-    }
-  } pass;
-  bool committed = false;
-  for (int attempt = 0;; ++attempt) {
-    Status st = Status::ok();
-    std::uint64_t commits_seen = 0;
-    write_gate_.enter();
-    pass.gate = &write_gate_;
-    {
-      std::unique_lock meta(meta_mutex_);
-      commits_seen = commits_;
-      st = ensure_metadata_headroom(count);
-      if (st) {
-        auto got = allocate_data(count);
-        if (got) {
-          blocks = std::move(got).value();
-          break;
-        }
-        st = got.status();
-      }
-    }
-    pass.gate = nullptr;
-    write_gate_.leave();
-    // Space freed in the open transaction comes back at its commit (redirect-on-write
-    // needs room for the new copy before the old one goes): retry after a commit, at
-    // most once after one of this write's own.
-    if (st.code() != errc::no_space || committed || attempt >= max_room_attempts) return st;
-    auto made = make_room(commits_seen);
-    if (!made) return made.status();
-    committed = *made;
+  SNAPSTORE_RETURN_IF_ERROR(check_room(volume, first, count));
+  for (std::size_t done = 0; done < count;) {
+    auto n = write_piece(volume, first + done, data.subspan(done * bs),
+                         std::span(sums).subspan(done));
+    if (!n) return n.status();
+    done += *n;
   }
-  Status io = write_data_runs(blocks, data);
-  if (!io) {
-    std::unique_lock meta(meta_mutex_);
-    (void)release_data(blocks);
-    return io;
-  }
-  return remap(volume, first, blocks, sums);
+  return Status::ok();
 }
 
 // A write found no room. Commits, unless a commit has completed since the write looked
@@ -316,21 +380,45 @@ Status Pool::commit_if_needed(bool fua) {
   return log_changes();
 }
 
+// Writes under the region locks of the request's ends, without a commit.
+Status Pool::write_range(std::uint64_t volume, std::uint64_t offset,
+                         std::span<const std::byte> data) {
+  const std::uint32_t bs = superblock_.data_block_size;
+  const std::uint64_t first = offset / bs;
+  const std::uint64_t last = (offset + data.size() - 1) / bs;
+  RegionGuard guard = lock_regions(volume, first, last);
+  if (offset % bs == 0 && data.size() % bs == 0) return write_blocks(volume, first, data);
+  return write_partial(volume, offset, data);
+}
+
 Status Pool::write(std::uint64_t volume, std::uint64_t offset, std::span<const std::byte> data,
                    bool fua) {
-  SNAPSTORE_RETURN_IF_ERROR(check_writable());
-  {
-    const std::uint32_t bs = superblock_.data_block_size;
-    const std::uint64_t first = offset / bs;
-    const std::uint64_t last = (offset + data.size() - 1) / bs;
-    RegionGuard guard = lock_regions(volume, first, last);
-    if (offset % bs == 0 && data.size() % bs == 0) {
-      SNAPSTORE_RETURN_IF_ERROR(write_blocks(volume, first, data));
-    } else {
-      SNAPSTORE_RETURN_IF_ERROR(write_partial(volume, offset, data));
-    }
-  }
-  return commit_if_needed(fua);
+  Status st = check_writable();
+  if (st) st = write_range(volume, offset, data);
+  if (st) st = commit_if_needed(fua);
+  return report_no_space(st, volume, "write", offset, data.size());
+}
+
+// Logs a no_space answer to a client (rate-limited: no_space_log_) with what the pool
+// has left, and returns it unchanged; any other status passes through silently.
+Status Pool::report_no_space(Status st, std::uint64_t volume, std::string_view request,
+                             std::uint64_t offset, std::uint64_t length) {
+  if (st.code() != errc::no_space) return st;
+  std::uint64_t suppressed = 0;
+  if (!no_space_log_.allow(suppressed)) return st;
+  std::shared_lock meta(meta_mutex_);
+  auto v = volumes_.find(volume);
+  const std::string name =
+      v == volumes_.end() ? std::to_string(volume) : "'" + v->second.record.name + "'";
+  const std::string held_back =
+      suppressed ? fmt::format(" ({} more refused since the last report)", suppressed) : "";
+  spdlog::warn(
+      "volume {}: {} of {} bytes at {} refused for want of space ({}); data blocks: {} free, "
+      "{} available of {}, {} waiting for a commit; metadata blocks: {} free of {}{}",
+      name, request, length, offset, st.message(), data_sm_->nr_free(), data_blocks_available(),
+      data_sm_->nr_blocks(), data_sm_->nr_released(), metadata_sm_->nr_free(),
+      metadata_sm_->nr_blocks(), held_back);
+  return st;
 }
 
 // A write that starts or ends inside a block: read the old edges, merge, write whole blocks.
@@ -362,11 +450,7 @@ Status Pool::unmap_blocks(std::uint64_t volume, std::uint64_t first, std::uint64
 Status Pool::unmap_blocks_locked(std::uint64_t volume, std::uint64_t first, std::uint64_t end) {
   auto v = volume_state(volume);
   if (!v) return v.status();
-  tm_->set_use_reserve(true);  // unmapping gives space back: it may use the reserve
-  struct ReserveOff {
-    TransactionManager& tm;
-    ~ReserveOff() { tm.set_use_reserve(false); }
-  } reserve_off{*tm_};
+  ReserveScope reserve(*tm_);  // unmapping gives space back: it may use the reserve
   Status released = Status::ok();
   std::uint64_t removed = 0;
   auto root = mappings_->remove_range((*v)->record.mapping, first, end,
@@ -386,38 +470,50 @@ Status Pool::unmap_blocks_locked(std::uint64_t volume, std::uint64_t first, std:
 
 Status Pool::unmap(std::uint64_t volume, std::uint64_t offset, std::uint64_t length, bool fua,
                    bool edges_required) {
-  SNAPSTORE_RETURN_IF_ERROR(check_writable());
+  Status st = check_writable();
+  if (st) st = unmap_range(volume, offset, length, edges_required);
+  if (st) st = commit_if_needed(fua);
+  return report_no_space(st, volume, "unmap", offset, length);
+}
+
+// Unmaps under the region locks of the range's ends, without a commit.
+Status Pool::unmap_range(std::uint64_t volume, std::uint64_t offset, std::uint64_t length,
+                         bool edges_required) {
   const std::uint32_t bs = superblock_.data_block_size;
   const std::uint64_t end = offset + length;
   const std::uint64_t whole_first = (offset + bs - 1) / bs;
   const std::uint64_t whole_end = end / bs;
-  {
-    RegionGuard guard = lock_regions(volume, offset / bs, (end - 1) / bs);
-    // Whole blocks first: that gives space back even on a full pool.
-    if (whole_first < whole_end) SNAPSTORE_RETURN_IF_ERROR(unmap_blocks(volume, whole_first, whole_end));
-    // Partial edge blocks are zeroed (they keep their other bytes); that needs a new block.
-    Status edges = Status::ok();
-    const std::uint64_t head_end = std::min(end, whole_first * bs);
-    if (offset < head_end) edges = write_partial(volume, offset, std::vector<std::byte>(head_end - offset));
-    const std::uint64_t tail_start = std::max(offset, whole_end * bs);
-    if (edges && tail_start < end && tail_start >= head_end)
-      edges = write_partial(volume, tail_start, std::vector<std::byte>(end - tail_start));
-    if (!edges && (edges_required || edges.code() != errc::no_space)) return edges;
-  }
-  return commit_if_needed(fua);
+  RegionGuard guard = lock_regions(volume, offset / bs, (end - 1) / bs);
+  // Whole blocks first: that gives space back even on a full pool.
+  if (whole_first < whole_end) SNAPSTORE_RETURN_IF_ERROR(unmap_blocks(volume, whole_first, whole_end));
+  // Partial edge blocks are zeroed (they keep their other bytes); that needs a new block.
+  Status edges = Status::ok();
+  const std::uint64_t head_end = std::min(end, whole_first * bs);
+  if (offset < head_end) edges = write_partial(volume, offset, std::vector<std::byte>(head_end - offset));
+  const std::uint64_t tail_start = std::max(offset, whole_end * bs);
+  if (edges && tail_start < end && tail_start >= head_end)
+    edges = write_partial(volume, tail_start, std::vector<std::byte>(end - tail_start));
+  if (!edges && (edges_required || edges.code() != errc::no_space)) return edges;
+  return Status::ok();
 }
 
+// Writes zeroes in steps of at most 8 MiB (the buffer of zeroes), each in pieces as any
+// write (write_blocks); a request that cannot fit fails before the first (check_room).
 Status Pool::write_zeroes(std::uint64_t volume, std::uint64_t offset, std::uint64_t length,
                           bool fua) {
-  SNAPSTORE_RETURN_IF_ERROR(check_writable());
+  const std::uint32_t bs = superblock_.data_block_size;
+  Status st = check_writable();
+  if (st) st = check_room(volume, offset / bs, (offset + length - 1) / bs - offset / bs + 1);
   const std::uint64_t step_max = 8ull << 20;
-  const std::vector<std::byte> zeroes(std::min(length, step_max));
-  for (std::uint64_t done = 0; done < length;) {
+  const std::vector<std::byte> zeroes(st ? std::min(length, step_max) : 0);
+  for (std::uint64_t done = 0; st && done < length;) {
     const std::uint64_t step = std::min(length - done, step_max);
-    SNAPSTORE_RETURN_IF_ERROR(write(volume, offset + done, {zeroes.data(), step}, false));
+    st = write_range(volume, offset + done, {zeroes.data(), step});
+    if (st) st = commit_if_needed(false);
     done += step;
   }
-  return commit_if_needed(fua);
+  if (st) st = commit_if_needed(fua);
+  return report_no_space(st, volume, "write of zeroes", offset, length);
 }
 
 Result<std::vector<Extent>> Pool::block_status(std::uint64_t volume, std::uint64_t offset,

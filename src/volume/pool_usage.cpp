@@ -16,19 +16,23 @@ constexpr std::size_t max_diff_extents = 4096;
 
 }  // namespace
 
-Result<std::uint64_t> Pool::exclusive_blocks(const BlockPointer& node) {
+Result<std::uint64_t> Pool::exclusive_blocks(const BlockPointer& node, std::uint64_t begin,
+                                             std::uint64_t end) {
   if (tm_->count(node.block) > 1) return std::uint64_t{0};
   auto block = tm_->read(node);
   if (!block) return block.status();
   NodeView n((*block)->bytes);
   std::uint64_t total = 0;
   for (std::uint32_t i = 0; i < n.size(); ++i) {
+    if (n.key(i) >= end) break;  // every key under entry i and after is >= end
     if (!n.is_leaf()) {
-      auto below = exclusive_blocks(n.child(i));
+      if (i + 1 < n.size() && n.key(i + 1) <= begin) continue;  // child i ends before begin
+      auto below = exclusive_blocks(n.child(i), begin, end);
       if (!below) return below.status();
       total += *below;
       continue;
     }
+    if (n.key(i) < begin) continue;
     auto refs = data_sm_->count(decode_mapping(n.value_span(i)).data_block);
     if (!refs) return refs.status();
     if (*refs == 1) ++total;

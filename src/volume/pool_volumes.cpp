@@ -124,7 +124,7 @@ Status Pool::delete_volume(std::string_view name) {
     mark_changed(id, **v);
     deleted_volumes_.insert(id);
   }
-  reclaim_cv_.notify_all();
+  wake_reclaim();
   return commit();
 }
 
@@ -182,7 +182,7 @@ Status Pool::rollback(std::string_view volume, std::string_view snapshot) {
     ++sharing_epoch_;
     mark_changed((*v)->record.id, **v);
   }
-  reclaim_cv_.notify_all();
+  wake_reclaim();
   return commit();
 }
 
