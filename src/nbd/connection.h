@@ -53,7 +53,7 @@ struct ConnectionContext {
   const ExportTable& exports;
   ConnectionRegistry& registry;
   ConnectionLimits limits;
-  ServerMemory& memory;  // shared by every connection of the server
+  std::shared_ptr<ServerMemory> memory;  // shared by every connection of the server
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {

@@ -9,7 +9,8 @@
 //     back to the budget.
 //  3. Idle buffers kept for reuse are bounded apart: at most idle_limit_for(limit) bytes.
 //  4. RequestMemory is owned by one thread at a time; ServerMemory is thread-safe (its two
-//     parts are) and outlives every RequestMemory and Account made from it.
+//     parts are) and must outlive every RequestMemory and Account made from it (sessions
+//     share ownership of it for that).
 #pragma once
 
 #include <algorithm>

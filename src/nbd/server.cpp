@@ -15,7 +15,7 @@ namespace asio = boost::asio;
 
 Server::Server(asio::io_context& io, const ExportTable& exports, ServerOptions options)
     : io_(io),
-      memory_(options.memory_limit),
+      memory_(std::make_shared<ServerMemory>(options.memory_limit)),
       context_{exports, registry_, options.limits, memory_},
       options_(options),
       stop_timer_(io) {}

@@ -61,7 +61,6 @@ class Server {
   Status disconnect_export(std::string_view export_name, std::chrono::milliseconds timeout);
 
   ConnectionRegistry& connections() { return registry_; }
-  const ServerMemory& memory() const { return memory_; }
 
  private:
   template <typename Acceptor>
@@ -71,7 +70,7 @@ class Server {
 
   boost::asio::io_context& io_;
   ConnectionRegistry registry_;
-  ServerMemory memory_;  // before context_, which refers to it
+  std::shared_ptr<ServerMemory> memory_;  // before context_; sessions share it
   ConnectionContext context_;
   ServerOptions options_;
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> tcp_acceptors_;

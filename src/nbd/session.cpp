@@ -30,8 +30,9 @@ struct Session::Work {
   RequestMemory memory;  // a write's payload, a read's reply, or room for a reply's chunks
 };
 
-Session::Session(int fd, Negotiated negotiated, SessionOptions options, ServerMemory& memory,
-                 std::string peer, std::function<void()> on_finished)
+Session::Session(int fd, Negotiated negotiated, SessionOptions options,
+                 std::shared_ptr<ServerMemory> memory, std::string peer,
+                 std::function<void()> on_finished)
     : negotiated_(std::move(negotiated)),
       thread_count_(std::max(1u, options.threads)),
       peer_(std::move(peer)),
@@ -39,8 +40,8 @@ Session::Session(int fd, Negotiated negotiated, SessionOptions options, ServerMe
       parser_({negotiated_.volume->size(), negotiated_.volume->read_only(),
                negotiated_.structured_replies, !negotiated_.meta_contexts.empty(),
                negotiated_.volume->block_sizes()}),
-      memory_(memory),
-      account_(memory.budget, options.connection_memory),
+      memory_(std::move(memory)),
+      account_(memory_->budget, options.connection_memory),
       stream_(fd, options.stall_timeout),
       fd_(fd) {}
 
@@ -152,8 +153,8 @@ bool Session::reserve_reply(const TransmissionContext& ctx, Work& work) {
 // Waits for `bytes` of budget (and a buffer of that size if asked). A request larger than
 // this connection may ever hold becomes an ENOMEM reply; false if the session is closing.
 bool Session::take_memory(Work& work, std::size_t bytes, bool buffer) {
-  auto taken = buffer ? RequestMemory::buffer(memory_, account_, bytes, closing_.get_token())
-                      : RequestMemory::reserve(memory_, account_, bytes, closing_.get_token());
+  auto taken = buffer ? RequestMemory::buffer(*memory_, account_, bytes, closing_.get_token())
+                      : RequestMemory::reserve(*memory_, account_, bytes, closing_.get_token());
   if (taken) {
     work.memory = std::move(taken).value();
     return true;

@@ -27,8 +27,8 @@
 //     force_close() also breaks a send blocked on a client that never reads, and ends
 //     waits for budget.
 //  5. When the last thread ends, every buffer and grant has been given back, the socket
-//     is closed and on_finished runs once; nothing of the session touches the server's
-//     memory afterwards.
+//     is closed and on_finished runs once. The session shares ownership of the server's
+//     memory, so it may outlive the server.
 //
 // Locks: read_mutex_ may be held while taking write_mutex_ or fd_mutex_; write_mutex_
 // while taking fd_mutex_; never the other way round.
@@ -58,9 +58,9 @@ struct SessionOptions {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  // `memory` must outlive the session's threads' use of it (invariant 5).
-  Session(int fd, Negotiated negotiated, SessionOptions options, ServerMemory& memory,
-          std::string peer, std::function<void()> on_finished);
+  Session(int fd, Negotiated negotiated, SessionOptions options,
+          std::shared_ptr<ServerMemory> memory, std::string peer,
+          std::function<void()> on_finished);
   ~Session();
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -91,7 +91,7 @@ class Session : public std::enable_shared_from_this<Session> {
   const std::string peer_;
   const std::function<void()> on_finished_;
   const RequestParser parser_;
-  ServerMemory& memory_;
+  const std::shared_ptr<ServerMemory> memory_;  // outlives account_ (declared first)
   MemoryBudget::Account account_;  // counts guarded by the budget's own mutex
   SocketStream stream_;
   std::stop_source closing_;  // thread-safe: stopped when the session is torn down
