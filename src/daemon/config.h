@@ -28,8 +28,19 @@ struct DaemonConfig {
   unsigned worker_threads = 4;
   unsigned handshake_timeout_seconds = 30;
   unsigned max_connections = 512;
+  // Bytes of request payloads and read replies held at once: by all clients together, and
+  // by one client (at least the largest request, min_connection_memory); a request waits
+  // for room. A client that leaves a request half-sent or a reply unread for
+  // stall_timeout_seconds is disconnected.
+  std::uint64_t memory_limit = 512ull << 20;
+  std::uint64_t connection_memory = 64ull << 20;
+  unsigned stall_timeout_seconds = 60;
   bool read_only = false;
 };
+
+// The largest request an export advertises (BlockSizes::maximum): one client must be able
+// to hold one, or it could never be served.
+inline constexpr std::uint64_t min_connection_memory = 32ull << 20;
 
 // The pool that scripts/run.sh serves unless SNAPSTORE_POOL says otherwise; snapshotctl
 // finds the daemon's control socket beside it by default.

@@ -115,6 +115,9 @@ int run_daemon(const DaemonConfig& config) {
   options.limits.handshake_timeout = std::chrono::seconds(config.handshake_timeout_seconds);
   options.max_connections = config.max_connections;
   options.limits.threads_per_connection = config.worker_threads;
+  options.limits.stall_timeout = std::chrono::seconds(config.stall_timeout_seconds);
+  options.limits.connection_memory = config.connection_memory;
+  options.memory_limit = config.memory_limit;
   nbd::Server server(io, exports, options);
   ControlServer control(io);
   add_control_commands(control, std::make_shared<ControlContext>(ControlContext{
@@ -137,6 +140,9 @@ int run_daemon(const DaemonConfig& config) {
     server.stop();
     control.stop();
   });
+  spdlog::info("requests may hold {} ({} per client); stalled clients are closed after {} s",
+               format_size(config.memory_limit), format_size(config.connection_memory),
+               config.stall_timeout_seconds);
   spdlog::info("snapstored ready");
   io.run();
   int code = 0;

@@ -87,8 +87,11 @@ bool Connection::start_session() {
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) & ~O_NONBLOCK);
   in_transmission_ = true;
   spdlog::info("{}: attached export '{}'", peer_, negotiated_.export_name);
+  const SessionOptions options{.threads = context_.limits.threads_per_connection,
+                               .stall_timeout = context_.limits.stall_timeout,
+                               .connection_memory = context_.limits.connection_memory};
   auto session = std::make_shared<Session>(
-      fd, negotiated_, context_.limits.threads_per_connection, peer_,
+      fd, negotiated_, options, context_.memory, peer_,
       [weak = weak_from_this()] {
         if (auto self = weak.lock()) finished(std::move(self));
       });

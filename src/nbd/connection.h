@@ -8,6 +8,8 @@
 // Invariants:
 //  1. A connection that has not finished negotiating within handshake_timeout is closed,
 //     so half-open clients cannot pile up; idle attached clients only hold their threads.
+//     In transmission, a client that stalls in the middle of a request is closed after
+//     stall_timeout, and the memory its requests hold is bounded (session.h).
 //  2. stop() ends the connection gracefully: during negotiation it closes at once; in
 //     transmission no new requests are read, in-flight ones complete and their replies
 //     are sent. force_close() also breaks sends blocked on a client that never reads.
@@ -40,6 +42,8 @@ namespace snapstore::nbd {
 struct ConnectionLimits {
   std::chrono::milliseconds handshake_timeout{30000};
   unsigned threads_per_connection = 4;  // requests of one client that run at once
+  std::chrono::milliseconds stall_timeout{60000};  // a request half-sent, a reply unread
+  std::size_t connection_memory = std::size_t{64} << 20;  // payloads and replies held at once
   HandshakeLimits handshake{};
 };
 
@@ -49,6 +53,7 @@ struct ConnectionContext {
   const ExportTable& exports;
   ConnectionRegistry& registry;
   ConnectionLimits limits;
+  std::shared_ptr<ServerMemory> memory;  // shared by every connection of the server
 };
 
 class Connection : public std::enable_shared_from_this<Connection> {

@@ -1,5 +1,7 @@
 // PageAlignedBytes: a byte vector whose storage starts on a page boundary, and whose large
-// allocations may be backed by transparent huge pages.
+// allocations may be backed by transparent huge pages. PageAlignedBuffer: one such
+// allocation, never initialised, so its pages are committed only as bytes are written into
+// it (a vector zeroes all of them when it grows).
 //
 // Write payloads land in these, so that a large write reaches the pool file through
 // O_DIRECT straight from the buffer it was received into (FileDevice copies unaligned
@@ -20,6 +22,8 @@
 
 #include <cstddef>
 #include <new>
+#include <span>
+#include <utility>
 #include <vector>
 
 namespace snapstore {
@@ -56,5 +60,32 @@ struct PageAlignedAllocator {
 };
 
 using PageAlignedBytes = std::vector<std::byte, PageAlignedAllocator<std::byte>>;
+
+// Move-only owner of `capacity` uninitialised bytes from PageAlignedAllocator.
+class PageAlignedBuffer {
+ public:
+  PageAlignedBuffer() = default;
+  explicit PageAlignedBuffer(std::size_t capacity)
+      : data_(capacity ? PageAlignedAllocator<std::byte>().allocate(capacity) : nullptr),
+        capacity_(capacity) {}
+  PageAlignedBuffer(PageAlignedBuffer&& other) noexcept
+      : data_(std::exchange(other.data_, nullptr)), capacity_(std::exchange(other.capacity_, 0)) {}
+  PageAlignedBuffer& operator=(PageAlignedBuffer&& other) noexcept {
+    std::swap(data_, other.data_);
+    std::swap(capacity_, other.capacity_);
+    return *this;
+  }
+  ~PageAlignedBuffer() {
+    if (data_) PageAlignedAllocator<std::byte>().deallocate(data_, capacity_);
+  }
+
+  std::byte* data() const { return data_; }
+  std::size_t capacity() const { return capacity_; }
+  std::span<std::byte> first(std::size_t n) const { return {data_, n}; }  // n <= capacity()
+
+ private:
+  std::byte* data_ = nullptr;
+  std::size_t capacity_ = 0;
+};
 
 }  // namespace snapstore

@@ -14,7 +14,11 @@ namespace snapstore::nbd {
 namespace asio = boost::asio;
 
 Server::Server(asio::io_context& io, const ExportTable& exports, ServerOptions options)
-    : io_(io), context_{exports, registry_, options.limits}, options_(options), stop_timer_(io) {}
+    : io_(io),
+      memory_(std::make_shared<ServerMemory>(options.memory_limit)),
+      context_{exports, registry_, options.limits, memory_},
+      options_(options),
+      stop_timer_(io) {}
 
 Server::~Server() {
   for (const auto& p : unix_paths_) ::unlink(p.c_str());

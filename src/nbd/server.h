@@ -10,6 +10,9 @@
 //     runs out of work.
 //  4. disconnect_export(name) ends the connections attached to one export the way stop()
 //     ends them all, and waits for them: the clients of other exports are untouched.
+//  5. The payloads and read replies of all connections together hold at most
+//     memory_limit bytes (and each connection at most limits.connection_memory), plus
+//     idle buffers kept for reuse (request_memory.h); a request waits for room.
 #pragma once
 
 #include "nbd/asio.h"
@@ -25,6 +28,7 @@ namespace snapstore::nbd {
 struct ServerOptions {
   ConnectionLimits limits{};
   std::size_t max_connections = 512;
+  std::size_t memory_limit = std::size_t{512} << 20;  // invariant 5
   // How long stop() lets in-flight requests finish before breaking blocked sends.
   std::chrono::milliseconds stop_grace{5000};
 };
@@ -66,6 +70,7 @@ class Server {
 
   boost::asio::io_context& io_;
   ConnectionRegistry registry_;
+  std::shared_ptr<ServerMemory> memory_;  // before context_; sessions share it
   ConnectionContext context_;
   ServerOptions options_;
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> tcp_acceptors_;

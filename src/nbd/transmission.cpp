@@ -51,9 +51,8 @@ bool all_zero(const std::byte* p, std::size_t n) {
 Reply execute_read(const TransmissionContext& ctx, const Request& request) {
   std::unique_ptr<std::byte[]> owned;
   std::byte* buffer = nullptr;
-  if (ctx.read_buffer) {
-    if (ctx.read_buffer->size() < request.length) ctx.read_buffer->resize(request.length);
-    buffer = ctx.read_buffer->data();
+  if (ctx.read_buffer.size() >= request.length) {
+    buffer = ctx.read_buffer.data();
   } else {
     owned = std::make_unique_for_overwrite<std::byte[]>(request.length);
     buffer = owned.get();

@@ -23,7 +23,6 @@
 #include <vector>
 
 #include "nbd/handshake.h"
-#include "nbd/page_aligned.h"
 #include "nbd/request_parser.h"
 
 namespace snapstore::nbd {
@@ -45,10 +44,10 @@ struct TransmissionContext {
   bool structured_replies = false;
   const std::vector<MetaContext>& meta_contexts;
   std::uint32_t max_extents = 8192;  // descriptors per BLOCK_STATUS chunk
-  // Where reads land: a buffer the caller reuses (the reply borrows it until sent), or
-  // nullptr for a fresh buffer per read owned by the reply. Page-aligned (and huge-page
-  // backed when large: page_aligned.h), like write payloads.
-  PageAlignedBytes* read_buffer = nullptr;
+  // Where a read lands: at least the request's length of the caller's buffer (the reply
+  // borrows it until sent), or empty for a fresh buffer owned by the reply. Page-aligned
+  // (and huge-page backed when large: page_aligned.h), like write payloads.
+  std::span<std::byte> read_buffer = {};
 };
 
 Reply execute(const TransmissionContext& ctx, const Request& request,

@@ -107,17 +107,6 @@ Result<opened_file> open_or_create(const std::filesystem::path& path,
   return opened_file{std::move(fd), true};
 }
 
-Status lock_file(int fd, const std::filesystem::path& path, bool read_only) {
-  const int mode = (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB;
-  while (::flock(fd, mode) != 0) {
-    if (errno == EINTR) continue;
-    if (errno == EWOULDBLOCK)
-      return Status(errc::busy, "pool " + path.string() + " is in use by another process");
-    return errno_status(errno, "flock " + path.string());
-  }
-  return Status::ok();
-}
-
 // Gives a just-created file its size (sparse) and makes its name durable; on failure the
 // half-made file is removed again.
 Status size_new_file(int fd, const std::filesystem::path& path, std::uint64_t size) {
@@ -197,12 +186,23 @@ Result<geometry> measure(int fd, const std::filesystem::path& path) {
 
 }  // namespace
 
+Status lock_pool_file(int fd, const std::filesystem::path& path, bool read_only) {
+  const int mode = (read_only ? LOCK_SH : LOCK_EX) | LOCK_NB;
+  while (::flock(fd, mode) != 0) {
+    if (errno == EINTR) continue;
+    if (errno == EWOULDBLOCK)
+      return Status(errc::busy, "pool " + path.string() + " is in use by another process");
+    return errno_status(errno, "flock " + path.string());
+  }
+  return Status::ok();
+}
+
 Result<std::shared_ptr<FileDevice>> FileDevice::open(const std::filesystem::path& path,
                                                      const FileDeviceOptions& options) {
   Result<opened_file> opened = open_or_create(path, options);
   if (!opened) return opened.status();
   const int fd = opened->fd.get();
-  SNAPSTORE_RETURN_IF_ERROR(lock_file(fd, path, options.read_only));
+  SNAPSTORE_RETURN_IF_ERROR(lock_pool_file(fd, path, options.read_only));
   if (opened->created) SNAPSTORE_RETURN_IF_ERROR(size_new_file(fd, path, options.create_size));
   Result<geometry> g = measure(fd, path);
   if (!g) return g.status();

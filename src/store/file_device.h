@@ -46,6 +46,13 @@ struct FileDeviceOptions {
   bool read_only = false;
 };
 
+// Takes the pool file lock of invariant 2 on `fd`, opened on `path`, without waiting:
+// LOCK_EX when writable, LOCK_SH when read-only. A conflicting lock held through another
+// open file description (another process, or another open in this one) is errc::busy,
+// "pool PATH is in use by another process". The raw backend (FileVolume) takes the same
+// lock, so a file served by one daemon is refused by every other, whatever its backend.
+Status lock_pool_file(int fd, const std::filesystem::path& path, bool read_only);
+
 class FileDevice final : public BlockDevice {
  public:
   static Result<std::shared_ptr<FileDevice>> open(const std::filesystem::path& path,

@@ -9,49 +9,72 @@
 #include <algorithm>
 #include <cerrno>
 
+#include "store/file_device.h"
+
 namespace snapstore {
 
 namespace {
 
 constexpr std::uint64_t max_extents_per_query = 1024;
 
-}  // namespace
-
-Result<std::shared_ptr<FileVolume>> FileVolume::open(const std::filesystem::path& path,
-                                                     const FileVolumeOptions& options) {
-  int flags = (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+// Opens `path`, creating it (empty) when missing and allowed; `created` says which.
+Result<int> open_file(const std::filesystem::path& path, const FileVolumeOptions& options,
+                      bool& created) {
+  const int flags = (options.read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+  created = false;
   int fd = ::open(path.c_str(), flags);
   if (fd < 0 && errno == ENOENT && options.create && !options.read_only) {
     if (options.create_size == 0)
       return invalid_argument("cannot create " + path.string() + " without a size");
     fd = ::open(path.c_str(), flags | O_CREAT | O_EXCL, 0600);
-    if (fd >= 0 && ::ftruncate(fd, static_cast<off_t>(options.create_size)) != 0) {
-      Status st = errno_status(errno, "ftruncate " + path.string());
-      ::close(fd);
-      ::unlink(path.c_str());
-      return st;
-    }
+    created = fd >= 0;
+    if (fd < 0 && errno == EEXIST) fd = ::open(path.c_str(), flags);  // created meanwhile
   }
   if (fd < 0) return errno_status(errno, "open " + path.string());
+  return fd;
+}
+
+// The export size: the file's length, or the block device's.
+Result<std::uint64_t> size_of(int fd, const std::filesystem::path& path) {
   struct stat sb {};
-  if (::fstat(fd, &sb) != 0) {
-    Status st = errno_status(errno, "stat " + path.string());
-    ::close(fd);
-    return st;
-  }
+  if (::fstat(fd, &sb) != 0) return errno_status(errno, "stat " + path.string());
   std::uint64_t size = static_cast<std::uint64_t>(sb.st_size);
   if (S_ISBLK(sb.st_mode)) {
     off_t end = ::lseek(fd, 0, SEEK_END);
     size = end > 0 ? static_cast<std::uint64_t>(end) : 0;
   } else if (!S_ISREG(sb.st_mode)) {
-    ::close(fd);
     return invalid_argument(path.string() + " is neither a regular file nor a block device");
   }
-  if (size == 0) {
-    ::close(fd);
+  if (size == 0)
     return invalid_argument(path.string() + " is empty; a volume needs a non-zero size");
+  return size;
+}
+
+// Locks the open file (invariant 4), sizes it if this open created it, and measures it.
+Result<std::uint64_t> prepare(int fd, const std::filesystem::path& path,
+                              const FileVolumeOptions& options, bool created) {
+  SNAPSTORE_RETURN_IF_ERROR(lock_pool_file(fd, path, options.read_only));
+  if (created && ::ftruncate(fd, static_cast<off_t>(options.create_size)) != 0) {
+    Status st = errno_status(errno, "ftruncate " + path.string());
+    ::unlink(path.c_str());
+    return st;
   }
-  return std::shared_ptr<FileVolume>(new FileVolume(fd, size, options.read_only, path));
+  return size_of(fd, path);
+}
+
+}  // namespace
+
+Result<std::shared_ptr<FileVolume>> FileVolume::open(const std::filesystem::path& path,
+                                                     const FileVolumeOptions& options) {
+  bool created = false;
+  Result<int> fd = open_file(path, options, created);
+  if (!fd) return fd.status();
+  Result<std::uint64_t> size = prepare(*fd, path, options, created);
+  if (!size) {
+    ::close(*fd);
+    return size.status();
+  }
+  return std::shared_ptr<FileVolume>(new FileVolume(*fd, *size, options.read_only, path));
 }
 
 FileVolume::~FileVolume() { ::close(fd_); }

@@ -6,6 +6,10 @@
 //  2. Holes are punched for trim and unmapping zero-writes, so space is given back to the
 //     host file system; block_status reports what SEEK_DATA/SEEK_HOLE see.
 //  3. Thread-safe: every I/O is a positioned pread/pwrite/fallocate on one descriptor.
+//  4. While open it holds the pool file lock (store/file_device.h, lock_pool_file):
+//     exclusive when writable, shared when read-only. A file another daemon serves, with
+//     either backend, is refused with errc::busy ("pool PATH is in use by another
+//     process"); read-only opens may share a file with each other, never with a writer.
 #pragma once
 
 #include <filesystem>

@@ -149,7 +149,7 @@ std::uint16_t free_tcp_port() {
 
 DaemonProcess::DaemonProcess(const std::filesystem::path& dir, DaemonOptions options)
     : dir_(dir),
-      pool_(dir / "pool"),
+      pool_(options.pool.empty() ? dir / "pool" : options.pool),
       nbd_socket_(dir / "nbd.sock"),
       control_socket_(dir / "ctl.sock"),
       log_(dir / "snapstored.log") {

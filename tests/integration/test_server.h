@@ -10,9 +10,9 @@
 //   tiny     5003 bytes (one page and a short one), writable
 //
 // DaemonProcess: snapstored started with posix_spawn on <dir>/pool (a new pool is formatted;
-// DaemonOptions.backend picks "pool" or "raw"), with its own sockets in <dir>; the
-// constructor waits (bounded) until both sockets accept. Its output goes to
-// <dir>/snapstored.log.
+// DaemonOptions.backend picks "pool" or "raw", DaemonOptions.pool another file), with its
+// own sockets in <dir>; the constructor waits (bounded) until both sockets accept. Its
+// output goes to <dir>/snapstored.log.
 //
 // Every wait in here is bounded, and each fixture cleans up after itself even when the
 // test fails half-way.
@@ -101,6 +101,7 @@ struct DaemonOptions {
   bool tcp = false;  // --listen 127.0.0.1:<free port> instead of --no-tcp
   std::string pool_size = "64M";
   std::string backend = "";  // --backend, unless empty (the daemon's default)
+  std::filesystem::path pool = {};  // the pool file, unless empty (<dir>/pool)
   std::vector<std::string> extra_args = {};
 };
 

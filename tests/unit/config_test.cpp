@@ -63,6 +63,9 @@ TEST(DaemonConfig, DefaultsWithOnlyAPool) {
   EXPECT_EQ(c.worker_threads, 4u);
   EXPECT_EQ(c.handshake_timeout_seconds, 30u);
   EXPECT_EQ(c.max_connections, 512u);
+  EXPECT_EQ(c.memory_limit, 512ull << 20);
+  EXPECT_EQ(c.connection_memory, 64ull << 20);
+  EXPECT_EQ(c.stall_timeout_seconds, 60u);
   EXPECT_FALSE(c.read_only);
 }
 
@@ -76,7 +79,8 @@ TEST(DaemonConfig, EveryOptionIsApplied) {
   Parsed p = parse({"--pool", "p.img", "--pool-size", "512MiB", "--backend", "raw",
                     "--cache-size", "128M", "--commit-interval", "250", "--nbd-socket", "/run/n.sock", "--listen", "[::1]:1234", "--control-socket",
                     "/run/c.sock", "--socket-group", "disk", "--log-level", "trace", "--threads",
-                    "8", "--handshake-timeout", "5", "--max-connections", "3", "--read-only"});
+                    "8", "--handshake-timeout", "5", "--max-connections", "3", "--memory-limit",
+                    "2G", "--connection-memory", "128M", "--stall-timeout", "7", "--read-only"});
   ASSERT_TRUE(p.config.has_value()) << p.err;
   const DaemonConfig& c = *p.config;
   EXPECT_EQ(c.pool, "p.img");
@@ -94,6 +98,9 @@ TEST(DaemonConfig, EveryOptionIsApplied) {
   EXPECT_EQ(c.worker_threads, 8u);
   EXPECT_EQ(c.handshake_timeout_seconds, 5u);
   EXPECT_EQ(c.max_connections, 3u);
+  EXPECT_EQ(c.memory_limit, 2ull << 30);
+  EXPECT_EQ(c.connection_memory, 128ull << 20);
+  EXPECT_EQ(c.stall_timeout_seconds, 7u);
   EXPECT_TRUE(c.read_only);
 }
 
@@ -162,6 +169,25 @@ TEST(DaemonConfig, OutOfRangeValuesAreUsageErrors) {
   expect_usage_error(parse({"--pool", "/p", "--commit-interval", "3600001"}));
 }
 
+TEST(DaemonConfig, MemoryLimitsMustLetOneClientHoldTheLargestRequest) {
+  expect_usage_error(parse({"--pool", "/p", "--stall-timeout", "0"}));
+  expect_usage_error(parse({"--pool", "/p", "--stall-timeout", "3601"}));
+  expect_usage_error(parse({"--pool", "/p", "--memory-limit", "lots"}));
+  expect_usage_error(parse({"--pool", "/p", "--connection-memory", "0"}));
+  Parsed small = parse({"--pool", "/p", "--connection-memory", "31M"});
+  expect_usage_error(small);
+  EXPECT_NE(small.err.find("32.0 MiB"), std::string::npos) << small.err;
+  // The whole daemon must be allowed what one client is (64M by default).
+  Parsed below = parse({"--pool", "/p", "--memory-limit", "48M"});
+  expect_usage_error(below);
+  EXPECT_NE(below.err.find("--connection-memory"), std::string::npos) << below.err;
+  expect_usage_error(parse({"--pool", "/p", "--memory-limit", "100M", "--connection-memory", "101M"}));
+  Parsed least = parse({"--pool", "/p", "--memory-limit", "32M", "--connection-memory", "32M"});
+  ASSERT_TRUE(least.config.has_value()) << least.err;
+  EXPECT_EQ(least.config->memory_limit, 32ull << 20);
+  EXPECT_EQ(least.config->connection_memory, 32ull << 20);
+}
+
 TEST(DaemonConfig, UnknownOptionIsAUsageError) {
   expect_usage_error(parse({"--pool", "/p", "--frobnicate"}));
   expect_usage_error(parse({"--pool", "/p", "stray"}));
@@ -210,9 +236,14 @@ TEST_F(DaemonConfigFile, ReadsOptionsFromTheFile) {
 
 TEST_F(DaemonConfigFile, SizesAndFlagsInTheFile) {
   Parsed p = parse({"--config", write_config("pool = /y\npool-size = 2G\nno-tcp = true\n"
-                                             "read-only = true\nthreads = 2\n")});
+                                             "read-only = true\nthreads = 2\n"
+                                             "memory-limit = 1G\nconnection-memory = 40M\n"
+                                             "stall-timeout = 5\n")});
   ASSERT_TRUE(p.config.has_value()) << p.err;
   EXPECT_EQ(p.config->pool_size, 2ull << 30);
+  EXPECT_EQ(p.config->memory_limit, 1ull << 30);
+  EXPECT_EQ(p.config->connection_memory, 40ull << 20);
+  EXPECT_EQ(p.config->stall_timeout_seconds, 5u);
   EXPECT_FALSE(p.config->tcp);
   EXPECT_TRUE(p.config->read_only);
   EXPECT_EQ(p.config->worker_threads, 2u);

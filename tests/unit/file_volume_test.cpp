@@ -11,6 +11,7 @@
 #include <fstream>
 
 #include "nbd_test_util.h"
+#include "store/file_device.h"
 
 namespace snapstore {
 namespace {
@@ -183,6 +184,71 @@ TEST_F(FileVolumeTest, DescriptionNamesTheFile) {
   ASSERT_NE(v, nullptr);
   EXPECT_NE(v->description().find(path_.string()), std::string::npos);
   EXPECT_EQ(v->description().find("read-only"), std::string::npos);
+}
+
+// --- the pool file lock ----------------------------------------------------------------
+// FileVolume and FileDevice (the pool backend) take one lock, so that no two daemons serve
+// one file unless both only read it.
+
+FileVolumeOptions read_only_options() {
+  FileVolumeOptions o;
+  o.read_only = true;
+  o.create = false;
+  return o;
+}
+
+void expect_in_use(const Status& st, const std::filesystem::path& path) {
+  EXPECT_EQ(st.code(), errc::busy) << st.to_string();
+  EXPECT_EQ(st.message(), "pool " + path.string() + " is in use by another process");
+}
+
+TEST_F(FileVolumeTest, AWritableVolumeRefusesEveryOtherOpen) {
+  auto v = create();
+  ASSERT_NE(v, nullptr);
+  expect_in_use(FileVolume::open(path_, create_options(mib)).status(), path_);
+  expect_in_use(FileVolume::open(path_, read_only_options()).status(), path_);
+  expect_in_use(FileDevice::open(path_, {.read_only = false}).status(), path_);
+  expect_in_use(FileDevice::open(path_, {.read_only = true}).status(), path_);
+  ASSERT_TRUE(v->write(0, pattern(4096, 1), false).is_ok()) << "the holder stopped working";
+}
+
+TEST_F(FileVolumeTest, AReadOnlyVolumeSharesTheFileWithReadersOnly) {
+  write_file(path_, pattern(8192, 2));
+  auto r = FileVolume::open(path_, read_only_options());
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  auto second = FileVolume::open(path_, read_only_options());
+  EXPECT_TRUE(second.is_ok()) << second.status().to_string();
+  auto device = FileDevice::open(path_, {.read_only = true});
+  EXPECT_TRUE(device.is_ok()) << device.status().to_string();
+  expect_in_use(FileVolume::open(path_, create_options(mib)).status(), path_);
+  expect_in_use(FileDevice::open(path_, {.read_only = false}).status(), path_);
+}
+
+TEST_F(FileVolumeTest, AFileThePoolBackendHoldsIsRefused) {
+  write_file(path_, pattern(8192, 3));
+  {
+    auto pool = FileDevice::open(path_, {.read_only = false});
+    ASSERT_TRUE(pool.is_ok()) << pool.status().to_string();
+    expect_in_use(FileVolume::open(path_, create_options(mib)).status(), path_);
+    expect_in_use(FileVolume::open(path_, read_only_options()).status(), path_);
+  }
+  auto reader = FileDevice::open(path_, {.read_only = true});
+  ASSERT_TRUE(reader.is_ok()) << reader.status().to_string();
+  expect_in_use(FileVolume::open(path_, create_options(mib)).status(), path_);
+  EXPECT_TRUE(FileVolume::open(path_, read_only_options()).is_ok());
+  EXPECT_EQ(hex(read_file(path_)), hex(pattern(8192, 3))) << "a refused open changed the file";
+}
+
+TEST_F(FileVolumeTest, TheLockIsReleasedWhenTheVolumeCloses) {
+  auto v = create();
+  ASSERT_NE(v, nullptr);
+  v.reset();
+  {
+    auto again = FileVolume::open(path_, create_options(mib));
+    EXPECT_TRUE(again.is_ok()) << again.status().to_string();
+  }
+  auto device = FileDevice::open(path_, {.read_only = false});
+  EXPECT_TRUE(device.is_ok()) << device.status().to_string();
 }
 
 // --- I/O -------------------------------------------------------------------------------
