@@ -360,6 +360,44 @@ Status BTree::scan_node(const BlockPointer& ptr, std::uint64_t begin, std::uint6
   return Status::ok();
 }
 
+Status BTree::scan_readable(const BlockPointer& root, const Visitor& visit, const LostFn& on_lost) {
+  bool go_on = true;
+  scan_readable_node(root, 0, ~std::uint64_t{0}, visit, on_lost, go_on);
+  return Status::ok();
+}
+
+void BTree::scan_readable_node(const BlockPointer& ptr, std::uint64_t lo, std::uint64_t hi,
+                               const Visitor& visit, const LostFn& on_lost, bool& go_on) {
+  auto block = tm_.read(ptr);
+  if (!block) {
+    on_lost(lo, hi, block.status());
+    return;
+  }
+  NodeView n((*block)->bytes);
+  for (std::uint32_t c = 0; go_on && c < n.size(); ++c) {
+    if (n.is_leaf()) {
+      go_on = visit(n.key(c), n.value_span(c));
+      continue;
+    }
+    const std::uint64_t child_hi = c + 1 < n.size() ? n.key(c + 1) : hi;
+    scan_readable_node(n.child(c), c == 0 ? lo : n.key(c), child_hi, visit, on_lost, go_on);
+  }
+}
+
+Status BTree::check_paths(const BlockPointer& root, std::uint64_t first, std::uint64_t last, bool siblings) {
+  auto block = tm_.read(root);
+  if (!block) return block.status();
+  NodeView n((*block)->bytes);
+  if (n.is_leaf() || n.size() == 0) return Status::ok();
+  const int lo = n.lower_bound_index(first), hi = n.lower_bound_index(last);
+  const std::uint32_t c0 = lo < 0 ? 0 : static_cast<std::uint32_t>(lo);
+  const std::uint32_t c1 = hi < 0 ? 0 : static_cast<std::uint32_t>(hi);
+  if (siblings && c0 > 0) SNAPSTORE_RETURN_IF_ERROR(tm_.read(n.child(c0 - 1)).status());
+  if (siblings && c1 + 1 < n.size()) SNAPSTORE_RETURN_IF_ERROR(tm_.read(n.child(c1 + 1)).status());
+  for (std::uint32_t c = c0; c <= c1; ++c) SNAPSTORE_RETURN_IF_ERROR(check_paths(n.child(c), first, last, siblings));
+  return Status::ok();
+}
+
 Status BTree::release(const BlockPointer& root) {
   auto block = tm_.read(root);  // keep the bytes: the block may leave the cache below
   if (!block) return block.status();

@@ -64,6 +64,16 @@ class BTree {
   // Visits keys in [begin, end) in order until the visitor returns false.
   Status scan(const BlockPointer& root, std::uint64_t begin, std::uint64_t end,
               const Visitor& visit);
+  // The same over the whole tree, going on past nodes that cannot be read: on_lost gets
+  // the key range [lo, hi) each one covered (hi = ~0 for "to the end") and why.
+  using LostFn = std::function<void(std::uint64_t lo, std::uint64_t hi, const Status& why)>;
+  Status scan_readable(const BlockPointer& root, const Visitor& visit, const LostFn& on_lost);
+  // Reads every node that inserting keys [first, last] would read, and, with siblings,
+  // every node that removing them would (the neighbours a removal merges with or borrows
+  // from), changing nothing. The modifying calls read as they shadow, so a node they
+  // cannot read leaves the tree half changed; checking first lets a caller refuse the
+  // change instead (a damaged node costs the keys below it, not the pool).
+  Status check_paths(const BlockPointer& root, std::uint64_t first, std::uint64_t last, bool siblings);
   Result<std::optional<std::uint64_t>> next_key(const BlockPointer& root, std::uint64_t key);
 
   void clone(const BlockPointer& root) { tm_.inc(root.block); }
@@ -108,6 +118,8 @@ class BTree {
   Result<std::optional<std::uint64_t>> next_key_in(const BlockPointer& ptr, std::uint64_t key);
   Status scan_node(const BlockPointer& ptr, std::uint64_t begin, std::uint64_t end,
                    const Visitor& visit, bool& go_on);
+  void scan_readable_node(const BlockPointer& ptr, std::uint64_t lo, std::uint64_t hi, const Visitor& visit,
+                          const LostFn& on_lost, bool& go_on);
   Result<MutableBlockRef> dirty(const BlockPointer& ptr);
   Status diff_nodes(const BlockPointer& a, const BlockPointer& b, std::uint64_t lo,
                     std::uint64_t hi, const DiffFn& on_diff, bool& go_on);

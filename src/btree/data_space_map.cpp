@@ -93,6 +93,15 @@ Status DataSpaceMap::load() {
   return Status::ok();
 }
 
+Status DataSpaceMap::verify_pages() {
+  for (std::uint64_t p = 0; p < pages_.size(); ++p) {
+    if (pages_[p].page.block == no_page) continue;
+    if (auto page = tm_.read(pages_[p].page); !page)
+      return Status(page.status().code(), "refcount page " + std::to_string(p) + ": " + page.status().message());
+  }
+  return Status::ok();
+}
+
 std::uint64_t DataSpaceMap::nr_free() const {
   return free_total_ - std::min<std::uint64_t>(free_total_, freed_list_.size());
 }

@@ -30,6 +30,9 @@ class DataSpaceMap {
   DataSpaceMap(TransactionManager& tm, BlockPointer index_root, std::uint64_t nr_blocks);
   // Reads the index tree into memory.
   Status load();
+  // Reads every refcount page the index names (they are otherwise read when first used):
+  // the first that cannot be read on any copy is the error.
+  Status verify_pages();
   static Result<BlockPointer> create_index(TransactionManager& tm);
 
   std::uint64_t nr_blocks() const { return nr_blocks_; }

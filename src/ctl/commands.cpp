@@ -139,14 +139,16 @@ int Ctl::snapshot_list(const std::optional<std::string>& parent) {
   for (const json& v : selected)
     rows.push_back({str(v, "name"), v.value("parent", json()).is_string() ? str(v, "parent") : "-",
                     when(v), size_cell(v, "size"), yes_no(v.value("read_only", false)),
-                    size_cell(v, "exclusive_bytes"), size_cell(v, "shared_bytes")});
+                    size_cell(v, "exclusive_bytes"), size_cell(v, "shared_bytes"),
+                    yes_no(v.value("damaged", false))});
   out_ << format_table({{"NAME"},
                         {"PARENT"},
                         {"CREATED"},
                         {"SIZE", true},
                         {"READ-ONLY"},
                         {"EXCLUSIVE", true},
-                        {"SHARED", true}},
+                        {"SHARED", true},
+                        {"DAMAGED"}},
                        rows);
   return exit_ok;
 }
@@ -221,7 +223,8 @@ int Ctl::volume_list() {
                     v.value("parent", json()).is_string() ? str(v, "parent") : "-", when(v),
                     size_cell(v, "size"), yes_no(v.value("read_only", false)),
                     size_cell(v, "mapped_bytes"), size_cell(v, "exclusive_bytes"),
-                    size_cell(v, "shared_bytes"), std::to_string(u64(v, "connections"))});
+                    size_cell(v, "shared_bytes"), std::to_string(u64(v, "connections")),
+                    yes_no(v.value("damaged", false))});
   out_ << format_table({{"NAME"},
                         {"ID", true},
                         {"PARENT"},
@@ -231,7 +234,8 @@ int Ctl::volume_list() {
                         {"MAPPED", true},
                         {"EXCLUSIVE", true},
                         {"SHARED", true},
-                        {"CLIENTS", true}},
+                        {"CLIENTS", true},
+                        {"DAMAGED"}},
                        rows);
   return exit_ok;
 }
@@ -334,7 +338,7 @@ int Ctl::status() {
              : s.value("read_only", false) ? "read-only"
                                            : "read-write")
          << '\n';
-    for (const json& p : s.value("damage_found_at_open", json::array()))
+    for (const json& p : s.value("damage", json::array()))
       out_ << "damage:       " << p.get<std::string>() << '\n';
   }
   std::vector<Row> rows;

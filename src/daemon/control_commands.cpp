@@ -47,7 +47,7 @@ json pool_status(Pool& pool) {
                        {"released_blocks", s.reclaim_released_blocks}}},
           {"failure", s.failure},
           {"read_only_reason", s.read_only_reason},
-          {"damage_found_at_open", s.open_problems}};
+          {"damage", s.damage}};
 }
 
 Result<json> status(ControlContext& c, const json& args) {
@@ -198,9 +198,14 @@ Result<json> volume_json(const ControlContext& c, const VolumeRecord& v,
            {"created", iso_time_utc(v.created_ns)},
            {"size", v.size},
            {"read_only", v.read_only()},
+           {"damaged", v.damaged()},
            {"connections", c.server.connections().count_attached(v.name)}};
   if (with_usage) {
     auto usage = c.pool->usage(v.id);
+    if (!usage && (usage.status().code() == errc::corruption || usage.status().code() == errc::io_error)) {
+      out["usage_error"] = usage.status().message();  // a damaged volume: the others are still listed
+      return out;
+    }
     if (!usage) return usage.status();
     out["mapped_bytes"] = usage->mapped_bytes;
     out["exclusive_bytes"] = usage->exclusive_bytes;

@@ -224,7 +224,7 @@ int dump_command(int argc, const char* const* argv) {
            {"reclaim_pending_blocks", s.reclaim_pending_blocks},
            {"intent_log_records", s.log_replayed},
            {"read_only_reason", s.read_only_reason},
-           {"damage_found_at_open", s.open_problems},
+           {"damage", s.damage},
            {"chunks", chunks}};
   if (as_json) {
     std::cout << out.dump(2) << "\n";
@@ -243,7 +243,7 @@ int dump_command(int argc, const char* const* argv) {
               (unsigned long long)(s.metadata_blocks - s.metadata_blocks_free),
               (unsigned long long)s.metadata_blocks, std::string(profile_name(sb.metadata_profile)).c_str());
   if (!s.read_only_reason.empty()) std::printf("READ-ONLY: %s\n", s.read_only_reason.c_str());
-  for (const auto& p : s.open_problems) std::printf("damage: %s\n", p.c_str());
+  for (const auto& p : s.damage) std::printf("damage: %s\n", p.c_str());
   if (s.log_replayed > 0)
     std::printf("intent log: %llu records after generation %llu (shown applied; a writable open "
                 "commits them)\n",

@@ -129,9 +129,10 @@ struct PoolStats {
   // Why the pool was opened read-only although a writable open was asked for (damage
   // found at open), or empty.
   std::string read_only_reason;
-  // What the open found damaged (superblock copies, intent log records), in words; the
-  // pool repaired what it could (a writable open rewrites bad superblock copies at once).
-  std::vector<std::string> open_problems;
+  // Damage found, in words: at open (superblock copies, intent log records, space maps,
+  // the volume table; a writable open rewrites bad superblock copies at once) and since
+  // (volumes with blocks unreadable on every copy, trees reclaim could not read).
+  std::vector<std::string> damage;
   // Background reclaim of deleted volumes (and of trees replaced by a rollback).
   std::uint64_t reclaim_pending_volumes = 0;  // trees not yet fully released
   std::uint64_t reclaim_pending_blocks = 0;   // mapped blocks those trees still name (upper bound)
@@ -244,6 +245,14 @@ class Pool {
  private:
   Pool(std::vector<BlockDevicePtr> devices, PoolOptions options);
   Status load(const Superblock& sb);
+  // Damage containment (pool_damage.cpp).
+  void note_damage(std::uint64_t volume, const Status& why);
+  bool is_damaged(std::uint64_t volume) const;
+  VolumeRecord with_damage(VolumeRecord r) const;
+  void record_damage_locked();
+  void force_read_only(const std::string& reason);
+  void load_space_maps(const Superblock& sb);
+  Status load_volume_table();
   void take_superblock_scan(const SuperblockScan& scan);
   void upgrade_format();
   Status rewrite_superblocks();
@@ -284,6 +293,10 @@ class Pool {
   // metadata space has too little room above reclaim_floor() for a step until a commit.
   enum class ReclaimStep { nothing_to_do, progressed, no_room };
   Result<ReclaimStep> reclaim_step();
+  Result<ReclaimStep> remove_volume_record(std::uint64_t id);
+  Result<ReclaimStep> drop_unreadable_tree(std::uint64_t id, const Status& why);
+  Status check_mapping_change(std::uint64_t volume, const VolumeState& v, std::uint64_t first,
+                              std::uint64_t last, bool removal);
   std::uint64_t reclaim_floor() const;
   Result<std::uint64_t> record_removal_bound();
   bool reclaim_should_commit();
@@ -420,6 +433,9 @@ class Pool {
   mutable std::mutex failure_mutex_;
   Status failure_;
   std::array<std::mutex, 64> region_locks_;
+  mutable std::mutex damage_mutex_;
+  std::map<std::uint64_t, std::string> damaged_;  // volumes found damaged, and why (damage_mutex_)
+  std::vector<std::string> runtime_problems_;      // damage found since open (damage_mutex_)
   std::unique_ptr<SuperblockWriter> sb_writer_;  // used under commit_mutex_
   std::vector<std::string> open_problems_;        // constant after open
   std::string read_only_reason_;                  // constant after open

@@ -159,6 +159,9 @@ class Checker {
       if (r.mapped_blocks > limit)
         report_.problems.push_back(label + ": records " + std::to_string(r.mapped_blocks) +
                                    " mapped blocks, more than its size holds");
+      if (r.damaged())
+        report_.notes.push_back(label + " is marked damaged: some of its blocks could not be read on any copy "
+                                        "when it was served (what is still damaged is reported below)");
       if (r.parent >= sb_.next_volume_id)
         report_.problems.push_back(label + ": parent id " + std::to_string(r.parent) +
                                    " was never handed out");

@@ -103,6 +103,7 @@ Status Pool::commit_locked() {
   ReserveScope reserve(*tm_);
   // A pool formatted before the intent log existed gets it with this commit.
   if (!options_.read_only) superblock_.incompat_features |= incompat_intent_log;
+  record_damage_locked();  // volumes found damaged carry the flag from this commit on
   // Phase 0: fold in-memory state into trees, then seal every tree bottom-up.
   Status st = data_sm_->flush_index();
   for (std::uint64_t id : dirty_volumes_) {

@@ -68,7 +68,10 @@ Status Pool::read_blocks_locked(VolumeState& v, std::uint64_t first, std::uint64
   thread_local std::vector<Mapped> mapped;
   thread_local std::vector<ChunkMap::Run> runs;
   thread_local std::vector<std::size_t> run_start;  // index into mapped of each run's first block
-  SNAPSTORE_RETURN_IF_ERROR(lookup_range(v, first, count, mapped));
+  if (Status st = lookup_range(v, first, count, mapped); !st) {
+    note_damage(v.record.id, st);
+    return st;
+  }
   runs.clear();
   run_start.clear();
   const std::uint64_t per_chunk = chunks_->chunk_size() / bs;
@@ -98,8 +101,9 @@ Status Pool::read_blocks_locked(VolumeState& v, std::uint64_t first, std::uint64
   });
   if (!st) {
     if (st.code() == errc::corruption)
-      return corruption("data of volume '" + v.record.name + "' in blocks " + std::to_string(first) +
-                        ".." + std::to_string(first + count - 1) + " fails its checksum on every copy");
+      st = corruption("data of volume '" + v.record.name + "' in blocks " + std::to_string(first) + ".." +
+                      std::to_string(first + count - 1) + " fails its checksum on every copy");
+    note_damage(v.record.id, st);
     return st;
   }
   return Status::ok();
@@ -225,6 +229,11 @@ Status Pool::remap(std::uint64_t volume, std::uint64_t first, const std::vector<
 Status Pool::map_blocks_locked(std::uint64_t volume, VolumeState& v, std::uint64_t first,
                                std::span<const std::uint64_t> blocks,
                                std::span<const std::uint64_t> sums) {
+  if (blocks.empty()) return Status::ok();
+  if (Status readable = check_mapping_change(volume, v, first, first + blocks.size() - 1, false); !readable) {
+    for (std::uint64_t b : blocks) (void)data_sm_->dec(b);  // the new blocks go back, unused
+    return readable;
+  }
   std::array<std::byte, mapping_value_size> value{};
   std::vector<std::uint64_t> released;
   auto root = mappings_->insert_run(
@@ -450,6 +459,7 @@ Status Pool::unmap_blocks(std::uint64_t volume, std::uint64_t first, std::uint64
 Status Pool::unmap_blocks_locked(std::uint64_t volume, std::uint64_t first, std::uint64_t end) {
   auto v = volume_state(volume);
   if (!v) return v.status();
+  if (first < end) SNAPSTORE_RETURN_IF_ERROR(check_mapping_change(volume, **v, first, end - 1, true));
   ReserveScope reserve(*tm_);  // unmapping gives space back: it may use the reserve
   Status released = Status::ok();
   std::uint64_t removed = 0;
@@ -527,7 +537,10 @@ Result<std::vector<Extent>> Pool::block_status(std::uint64_t volume, std::uint64
     std::shared_lock meta(meta_mutex_);
     auto v = volume_state(volume);
     if (!v) return v.status();
-    SNAPSTORE_RETURN_IF_ERROR(lookup_range(**v, first, last - first + 1, mapped));
+    if (Status st = lookup_range(**v, first, last - first + 1, mapped); !st) {
+      note_damage(volume, st);
+      return st;
+    }
   }
   std::vector<Extent> extents;
   auto add = [&](std::uint64_t from, std::uint64_t to, std::uint32_t flags) {

@@ -248,15 +248,7 @@ Status Pool::load(const Superblock& sb) {
     chunks_ = std::make_unique<ChunkMap>(devices_, sb.chunk_size, sb.chunks, sb.reserved_bytes);
     if (options_.read_only) chunks_->set_repair(false);  // a read-only open writes nothing
     blocks_ = std::make_unique<BlockManager>(*chunks_, options_.cache_bytes);
-    auto msm = MetadataSpaceMap::load(*blocks_, sb.metadata_sm_index,
-                                      chunks_->space_bytes(space::metadata) / metadata_block_size);
-    if (!msm) return msm.status();
-    metadata_sm_ = std::make_unique<MetadataSpaceMap>(std::move(msm).value());
-    tm_ = std::make_unique<TransactionManager>(*blocks_, *metadata_sm_,
-                                               [this] { return grow_metadata(); }, sb.generation + 1);
-    data_sm_ = std::make_unique<DataSpaceMap>(
-        *tm_, sb.data_sm_index, chunks_->space_bytes(space::data) / sb.data_block_size);
-    SNAPSTORE_RETURN_IF_ERROR(data_sm_->load());
+    load_space_maps(sb);
   }
   const std::uint64_t nr = metadata_sm_->nr_blocks();
   metadata_sm_->set_reserve(metadata_reserve_for(nr));
@@ -281,25 +273,12 @@ Status Pool::load(const Superblock& sb) {
     return Status::ok();
   }
   volume_table_root_ = sb.volume_table;
-  Status decoded = Status::ok();
-  Status st = volume_table_->scan(volume_table_root_, 0, ~0ull,
-                                  [&](std::uint64_t id, std::span<const std::byte> v) {
-                                    auto r = decode_volume_record(id, v);
-                                    if (!r) {
-                                      decoded = r.status();
-                                      return false;
-                                    }
-                                    volumes_[id].record = *r;
-                                    if (r->deleted()) deleted_volumes_.insert(id);
-                                    else names_[r->name] = id;
-                                    return true;
-                                  });
-  if (!st) return st;
+  SNAPSTORE_RETURN_IF_ERROR(load_volume_table());
   // Which volumes shared blocks before is not recorded: with more than one tree in the
   // pool, any of them may share.
   if (volumes_.size() > 1)
     for (auto& [id, v] : volumes_) v.may_share = true;
-  return decoded;
+  return Status::ok();
 }
 
 void Pool::start_timer() {
@@ -416,7 +395,7 @@ std::vector<VolumeRecord> Pool::volumes() const {
   std::shared_lock lock(meta_mutex_);
   std::vector<VolumeRecord> out;
   for (const auto& [id, v] : volumes_)
-    if (!v.record.deleted()) out.push_back(v.record);
+    if (!v.record.deleted()) out.push_back(with_damage(v.record));
   return out;
 }
 
@@ -424,7 +403,7 @@ Result<VolumeRecord> Pool::find_volume(std::string_view name) const {
   std::shared_lock lock(meta_mutex_);
   auto it = names_.find(name);
   if (it == names_.end()) return not_found("no volume named '" + std::string(name) + "'");
-  return volumes_.at(it->second).record;
+  return with_damage(volumes_.at(it->second).record);
 }
 
 Result<VolumeRecord> Pool::find_volume(std::uint64_t id) const {
@@ -432,7 +411,7 @@ Result<VolumeRecord> Pool::find_volume(std::uint64_t id) const {
   auto it = volumes_.find(id);
   if (it == volumes_.end() || it->second.record.deleted())
     return not_found("no volume with id " + std::to_string(id));
-  return it->second.record;
+  return with_damage(it->second.record);
 }
 
 PoolStats Pool::stats() {
@@ -458,7 +437,18 @@ PoolStats Pool::stats() {
   s.log_replayed = log_replayed_;
   s.failure = failure().is_ok() ? "" : failure().message();
   s.read_only_reason = read_only_reason_;
-  s.open_problems = open_problems_;
+  s.damage = open_problems_;
+  {
+    std::lock_guard lock(damage_mutex_);
+    s.damage.insert(s.damage.end(), runtime_problems_.begin(), runtime_problems_.end());
+    for (const auto& [id, why] : damaged_) {
+      auto it = volumes_.find(id);
+      const std::string name = it == volumes_.end() || it->second.record.deleted()
+                                   ? "deleted volume " + std::to_string(id)
+                                   : "volume '" + it->second.record.name + "'";
+      s.damage.push_back(name + " is damaged: " + why);
+    }
+  }
   s.reclaim_pending_volumes = deleted_volumes_.size();
   for (std::uint64_t id : deleted_volumes_) s.reclaim_pending_blocks += volumes_.at(id).record.mapped_blocks;
   s.reclaim_released_blocks = reclaim_released_;

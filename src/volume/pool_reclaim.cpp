@@ -67,6 +67,8 @@ Result<Pool::ReclaimStep> Pool::reclaim_step() {
   ReserveScope reserve(*tm_);  // reclaim gives space back: it may use the reserve
   std::uint64_t released = 0;
   auto left = mappings_->release_some(v.record.mapping, budget, released);
+  if (!left && (left.status().code() == errc::corruption || left.status().code() == errc::io_error))
+    return drop_unreadable_tree(id, left.status());  // pool_damage.cpp, rule 4
   if (!left) return fail(left.status());  // the tree may be half-released: stop writing
   reclaim_released_ += released;
   v.record.mapped_blocks -= std::min(released, v.record.mapped_blocks);
@@ -76,6 +78,12 @@ Result<Pool::ReclaimStep> Pool::reclaim_step() {
     mark_changed(id, v);
     return ReclaimStep::progressed;
   }
+  return remove_volume_record(id);
+}
+
+// The deleted volume's tree is gone: its record leaves the volume table. Metadata lock
+// held exclusively.
+Result<Pool::ReclaimStep> Pool::remove_volume_record(std::uint64_t id) {
   bool removed = false;
   auto table = volume_table_->remove(volume_table_root_, id, {}, &removed);
   if (!table) return fail(table.status());

@@ -6,7 +6,8 @@
 //    24   8  size in bytes
 //    32   8  parent volume id (0: none)
 //    40   8  created (unix nanoseconds)
-//    48   8  flags (bit 0: read-only; bit 1: deleted, its tree awaits reclaim)
+//    48   8  flags (bit 0: read-only; bit 1: deleted, its tree awaits reclaim; bit 2:
+//              damaged, some of its blocks could not be read on any copy)
 //    56   8  generation created
 //    64   8  mapped blocks (keys in the mapping tree)
 //    72  24  reserved (zero)
@@ -36,6 +37,7 @@ inline constexpr std::size_t max_volume_name = 128;
 inline constexpr std::uint32_t mapping_value_size = 16;
 inline constexpr std::uint64_t volume_flag_read_only = 1;
 inline constexpr std::uint64_t volume_flag_deleted = 2;
+inline constexpr std::uint64_t volume_flag_damaged = 4;
 
 struct VolumeRecord {
   std::uint64_t id = 0;
@@ -50,6 +52,7 @@ struct VolumeRecord {
 
   bool read_only() const { return flags & volume_flag_read_only; }
   bool deleted() const { return flags & volume_flag_deleted; }
+  bool damaged() const { return flags & volume_flag_damaged; }
   bool operator==(const VolumeRecord&) const = default;
 };
 

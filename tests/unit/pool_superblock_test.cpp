@@ -93,12 +93,12 @@ TEST_F(PoolSuperblockTest, EveryDamageOfOneCopyOpensAtTheNewestCommitAndIsRepair
       EXPECT_EQ(before.generation, newest_);
       ASSERT_NO_FATAL_FAILURE(open());
       EXPECT_FALSE(pool_->read_only());
-      EXPECT_FALSE(pool_->stats().open_problems.empty()) << "the open did not report the damage";
+      EXPECT_FALSE(pool_->stats().damage.empty()) << "the open did not report the damage";
       ASSERT_NO_FATAL_FAILURE(expect_acknowledged());
       close();
       expect_clean();  // the writable open rewrote every copy
       ASSERT_NO_FATAL_FAILURE(open());
-      EXPECT_TRUE(pool_->stats().open_problems.empty());
+      EXPECT_TRUE(pool_->stats().damage.empty());
       expect_model();
       close();
       ++cases;
